@@ -1,0 +1,85 @@
+"""Versioned schema of the metadata store and its upgrade path (no Alembic).
+
+The database records one integer in ``schema_version``. Version N is the state reached after
+applying ``MIGRATIONS[:N]``; a database without the table is at version 0. :func:`upgrade`
+applies what is pending inside one transaction that holds a lock (PostgreSQL: a transaction
+advisory lock; SQLite: ``BEGIN IMMEDIATE``), so processes opening a fresh database at the same
+time take turns and every migration runs exactly once. DDL is transactional on both backends:
+a failed upgrade leaves the database as it was.
+
+To change the schema: edit :mod:`~conveyor.store.metadata.tables`, then append a function
+here that brings a database at the previous version to the new one. Never edit a released
+migration; once a later one exists, ``_v1`` must keep building the version-1 tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select, text
+
+from conveyor.exceptions import MetadataStoreError
+from conveyor.store.metadata import tables
+from conveyor.store.metadata.engine import WRITE, masked_url, retry_transient
+
+__all__ = ["MIGRATIONS", "current_version", "upgrade"]
+
+# Any constant works; it only has to be the same in every conveyor process.
+_PG_LOCK_KEY = 0x636F6E7665796F72 & 0x7FFFFFFFFFFFFFFF  # "conveyor"
+
+
+def _v1(conn: Connection) -> None:
+    """Create every table of the first schema."""
+    tables.metadata.create_all(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+"""Migration N+1 takes a database from version N to N+1."""
+
+
+def current_version(conn: Connection) -> int:
+    """The schema version of the database behind ``conn`` (0 when it is empty)."""
+    if not inspect(conn).has_table(tables.schema_version.name):
+        return 0
+    version = conn.scalar(select(func.max(tables.schema_version.c.version)))
+    return int(version or 0)
+
+
+def upgrade(engine: Engine) -> int:
+    """Bring the database to the newest version this code knows, and return that version.
+
+    Raises:
+        MetadataStoreError: the database is newer than this conveyor.
+        sqlalchemy.exc.DBAPIError: the database failed (the caller words it).
+    """
+    known = len(MIGRATIONS)
+    with engine.connect() as conn, conn.begin():
+        found = current_version(conn)
+    _check_not_newer(engine, found, known)
+    if found == known:
+        return found
+    write_engine = engine.execution_options(**WRITE)
+    return retry_transient(lambda: _upgrade_locked(write_engine, known))
+
+
+def _upgrade_locked(engine: Engine, known: int) -> int:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        # Another process may have upgraded while we waited for the lock: read again.
+        found = current_version(conn)
+        _check_not_newer(engine, found, known)
+        for migration in MIGRATIONS[found:known]:
+            migration(conn)
+        if found != known:
+            conn.execute(delete(tables.schema_version))
+            conn.execute(insert(tables.schema_version).values(version=known))
+        return known
+
+
+def _check_not_newer(engine: Engine, found: int, known: int) -> None:
+    if found > known:
+        raise MetadataStoreError(
+            f"the metadata database {masked_url(engine.url)}: schema version {found} is newer "
+            f"than this conveyor supports ({known}); upgrade conveyor"
+        )
