@@ -428,12 +428,16 @@ def test_file_handle_round_trip_fills_uri_sha_and_properties(
     assert handle.files() == [handle.file]
 
 
-def test_from_path_hard_links_on_the_same_filesystem(store: ArtifactStore) -> None:
+def test_from_path_copies_and_leaves_the_source_alone(store: ArtifactStore) -> None:
     source = Path(store.url) / "work" / "big.bin"
     source.parent.mkdir(parents=True)
     source.write_bytes(b"x" * 1000)
+    mode = source.stat().st_mode
     stored, _, _ = save_artifact(store, File.from_path(source), File)
-    assert os.path.samefile(source, Path(stored.uri) / "big.bin")
+    assert not os.path.samefile(source, Path(stored.uri) / "big.bin")
+    assert source.stat().st_mode == mode
+    source.write_bytes(b"changed")
+    assert (Path(stored.uri) / "big.bin").read_bytes() == b"x" * 1000
 
 
 def test_any_artifact_loads_as_the_specific_handle(store: ArtifactStore) -> None:

@@ -22,7 +22,7 @@ from conveyor.cli.render import (
     status_text,
     steps_summary,
 )
-from conveyor.cli.state import created_dirs_removed_on_error, safe_url, settings_from
+from conveyor.cli.state import safe_url, settings_from
 from conveyor.config import Settings
 from conveyor.core.ir import PipelineIR
 from conveyor.core.loader import load_pipeline, parse_assignments, split_spec
@@ -121,8 +121,7 @@ def run_command(
     """
     ir = build_ir(spec, param)
     settings = settings_from(ctx, max_workers=max_workers)
-    with created_dirs_removed_on_error(settings.home):
-        workspace = Workspace.open(settings)
+    workspace = Workspace.open(settings)
     try:
         result = _execute(workspace, ir, no_cache, quiet=json_output)
         executions = workspace.metadata.list_executions(result.run_id)

@@ -88,36 +88,6 @@ def read_store(ctx: typer.Context) -> Iterator[MetadataStore]:
         workspace.close()
 
 
-def _missing_ancestors(path: Path) -> list[Path]:
-    """``path`` and its parents that do not exist yet, deepest first."""
-    missing: list[Path] = []
-    for folder in (path, *path.parents):
-        if folder.exists():
-            break
-        missing.append(folder)
-    return missing
-
-
-@contextmanager
-def created_dirs_removed_on_error(path: Path) -> Iterator[None]:
-    """Remove the (still empty) folders created under ``path`` when the block fails.
-
-    Opening a workspace creates the home before it connects to the database; when the
-    connection then fails (an unreachable PostgreSQL URL) bad input must leave nothing.
-    Only folders that did not exist before and are still empty are removed.
-    """
-    missing = _missing_ancestors(path)
-    try:
-        yield
-    except BaseException:
-        for folder in missing:
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
-
-
 def safe_url(url: str) -> str:
     """``url`` with any password masked, for printing."""
     try:

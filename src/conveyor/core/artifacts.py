@@ -4,7 +4,7 @@ A component may annotate an input with a *handle* type (:class:`Artifact`, :clas
 :class:`Model`, :class:`File`, :class:`Folder`) to receive a reference to the stored payload
 instead of a loaded object: out-of-core work reads the Parquet files itself. Returning a
 handle made with ``from_path`` stores an existing local file or folder as the output
-(hard-linked into the store when on the same filesystem, else copied).
+(copied into the store; the source is left as it was).
 
 Built-in materializers, registered by ``conveyor.core.materializers`` and imported from here
 on first use: JSON values, ``pathlib.Path`` (File/Folder), :class:`Metrics` and the handles.
@@ -80,25 +80,25 @@ def payload_files(folder: Path) -> list[Path]:
     )
 
 
-def _link_file(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # other filesystem, no hard links here, or not allowed: copy
-        shutil.copyfile(source, target)
+def _copy_file(source: Path, target: Path) -> None:
+    # A copy, never a hard link: a link would share the stored object's inode with the
+    # user's file, so rewriting that file in place would corrupt the store (and the store's
+    # read-only mode would leak onto the user's file).
+    shutil.copyfile(source, target)
 
 
 def link_or_copy(source: Path, folder: Path) -> list[Path]:
     """Put a file (under its name) or a folder's tree into ``folder``; return the files.
 
-    Files are hard-linked when possible (same filesystem), else copied. The store makes
-    published files read-only, and a hard link shares that mode with its source. A source
+    Files are copied (``copyfile`` uses the kernel's copy where it can), so the user's own
+    files stay untouched and independent of the store. A source
     folder's own ``_conveyor.json`` (it was an artifact itself) is not copied.
     """
     source, folder = Path(source), Path(folder)
     if source.is_file():
         if source.name == MARKER_NAME:
             raise MaterializerError(f"cannot store a file named {MARKER_NAME}: {source}")
-        _link_file(source, folder / source.name)
+        _copy_file(source, folder / source.name)
         return [folder / source.name]
     if not source.is_dir():
         raise MaterializerError(f"cannot store {source}: no such file or folder")
@@ -106,7 +106,7 @@ def link_or_copy(source: Path, folder: Path) -> list[Path]:
     for path in payload_files(source):
         target = folder / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _link_file(path, target)
+        _copy_file(path, target)
         written.append(target)
     return written
 
@@ -159,8 +159,7 @@ class Artifact:
     def from_path(cls, path: str | os.PathLike[str], **properties: Any) -> Self:
         """An output handle for a local file or folder, with extra JSON properties.
 
-        Storing hard-links the files when it can and makes them read-only (stored objects
-        are immutable): write new files rather than rewriting these in place.
+        Storing copies the files into the store; the source stays yours to change.
         """
         source = Path(path).expanduser().absolute()
         cls._check_source(source)

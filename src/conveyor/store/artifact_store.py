@@ -14,7 +14,7 @@ Identical content is stored once: publishing a fingerprint that already exists i
 
 Local publishing protocol, in order: hash the staged files (each read once); if the object
 exists already, drop the staging folder; otherwise fsync every payload file and folder and
-make the files read-only (objects are immutable; hard-linked inputs share that mode), write
+make the files read-only (objects are immutable), write
 and fsync the marker, rename the folder into ``objects/`` and fsync its parent. When two
 processes publish the same content at once, one rename wins and the loser, finding the
 marker in place, deletes its staging folder. A destination left without a marker (damaged

@@ -53,10 +53,17 @@ class Workspace:
 
     @classmethod
     def open(cls, settings: Settings, recover: bool = True) -> Workspace:
-        """Open (creating if needed) both stores; optionally mark dead runs interrupted."""
-        settings.home.mkdir(parents=True, exist_ok=True)
+        """Open (creating if needed) both stores; optionally mark dead runs interrupted.
+
+        The database is reached first: when it is unreachable nothing has been created.
+        """
         metadata = MetadataStore.open(settings.metadata_url)
-        artifacts = ArtifactStore.open(settings.artifact_url)
+        try:
+            settings.home.mkdir(parents=True, exist_ok=True)
+            artifacts = ArtifactStore.open(settings.artifact_url)
+        except BaseException:
+            metadata.close()
+            raise
         workspace = cls(settings, metadata, artifacts)
         if recover:
             workspace.recover()

@@ -1,0 +1,5 @@
+"""``python -m conveyor`` is the ``conveyor`` command."""
+
+from conveyor.cli import main
+
+main()
