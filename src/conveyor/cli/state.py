@@ -24,7 +24,6 @@ from conveyor.store.workspace import Workspace
 
 __all__ = [
     "CliState",
-    "created_dirs_removed_on_error",
     "read_store",
     "safe_url",
     "settings_from",
