@@ -106,6 +106,9 @@ def load_settings(
 
     meta = pick(metadata_url, "CONVEYOR_METADATA_URL", "metadata_url")
     arts = pick(artifact_url, "CONVEYOR_ARTIFACT_URL", "artifact_url")
+    from_toml = artifact_url is None and not os.environ.get("CONVEYOR_ARTIFACT_URL")
+    if arts and from_toml and "://" not in str(arts) and not Path(str(arts)).is_absolute():
+        arts = str((toml_dir / str(arts)).resolve())  # relative to conveyor.toml's folder
     workers = pick(max_workers, "CONVEYOR_MAX_WORKERS", "max_workers")
     try:
         resolved_workers = int(workers) if workers is not None else (os.cpu_count() or 1)
