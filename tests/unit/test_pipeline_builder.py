@@ -206,3 +206,31 @@ def test_output_without_materializer_is_rejected_at_definition():
 def test_calling_a_pipeline_directly_explains_how_to_run_it():
     with pytest.raises(PipelineDefinitionError, match=r"conveyor run"):
         good()
+
+
+@component
+def make_dataset() -> Dataset:
+    raise NotImplementedError  # never runs: only the build is tested
+
+
+def test_a_handle_return_type_is_one_output():
+    @pipeline
+    def handles() -> None:
+        needs_dataset(make_dataset())
+
+    ir = handles.build()
+    assert list(ir.step("make_dataset").outputs) == ["output"]
+    assert ir.step("make_dataset").outputs["output"].artifact_type == "Dataset"
+
+
+@component
+def maybe(values: list[int], extra: Dataset | None = None) -> int:
+    return len(values)
+
+
+def test_optional_input_may_be_passed_none_explicitly():
+    @pipeline
+    def optional(with_extra: bool = False) -> None:
+        maybe(numbers(), extra=None)
+
+    assert optional.build().step("maybe").inputs.keys() == {"values"}

@@ -15,7 +15,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from conveyor.cli import artifacts, init, lineage, run, runs
+from conveyor.cli import artifacts, init, lineage, models, run, runs, show
+from conveyor.cli.data import data_app, schema_app
 from conveyor.cli.errors import exit_code_for, fail
 from conveyor.cli.state import CliState
 from conveyor.exceptions import ConveyorError
@@ -85,3 +86,7 @@ app.command("compile")(run.compile_command)
 app.add_typer(runs.app, name="runs", help="List and inspect pipeline runs.")
 app.add_typer(artifacts.app, name="artifacts", help="List and inspect artifacts.")
 app.command("lineage")(lineage.lineage_command)
+app.command("show")(show.show_command)
+app.add_typer(data_app, name="data", help="Describe, compare and validate data.")
+app.add_typer(schema_app, name="schema", help="Show and compare data schemas.")
+app.add_typer(models.app, name="models", help="The model registry: versions and aliases.")

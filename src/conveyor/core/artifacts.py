@@ -34,7 +34,7 @@ from conveyor.core.materializers import (
     normalize_type,
     type_label,
 )
-from conveyor.exceptions import MaterializerError
+from conveyor.exceptions import MaterializerError, NotFoundError, did_you_mean
 
 __all__ = [
     "Artifact",
@@ -216,12 +216,51 @@ class Dataset(Artifact):
         """The Parquet files of the dataset, sorted by relative path."""
         return [p for p in self.files() if p.suffix == ".parquet"]
 
-    def to_pandas(self) -> Any:
-        """The whole dataset as a ``pandas.DataFrame``."""
+    def splits(self) -> list[str]:
+        """Names of the ``split=NAME`` sub-folders: train, eval, test first, then by name.
+
+        Example:
+            >>> data.splits()
+            ['train', 'eval', 'test']
+        """
+        if not self.path.is_dir():
+            return []
+        names = [
+            p.name.partition("=")[2]
+            for p in self.path.iterdir()
+            if p.is_dir() and p.name.startswith("split=")
+        ]
+        first = {"train": 0, "eval": 1, "test": 2}
+        return sorted(names, key=lambda n: (first.get(n, 3), n))
+
+    def split(self, name: str) -> Dataset:
+        """A handle on one split's sub-folder; NotFoundError lists the splits there are.
+
+        Example:
+            >>> train = data.split("train").to_pandas()
+        """
+        names = self.splits()
+        if name not in names:
+            shown = did_you_mean(name, names) if names else " (it has no split=NAME sub-folders)"
+            raise NotFoundError(f"Dataset {self.uri or self.path} has no split {name!r}{shown}")
+        properties = {**self.properties, "split": name}
+        uri = f"{self.uri}/split={name}" if self.uri else ""
+        return Dataset(uri, self.path / f"split={name}", self.type_name, "", properties)
+
+    def to_pandas(self, split: str | None = None) -> Any:
+        """The whole dataset (or one split) as a ``pandas.DataFrame``.
+
+        Example:
+            >>> frame = data.to_pandas(split="eval")
+        """
+        if split is not None:
+            return self.split(split).to_pandas()
         return self.load("pandas.DataFrame")
 
-    def to_arrow(self) -> Any:
-        """The whole dataset as a ``pyarrow.Table``."""
+    def to_arrow(self, split: str | None = None) -> Any:
+        """The whole dataset (or one split) as a ``pyarrow.Table``."""
+        if split is not None:
+            return self.split(split).to_arrow()
         return self.load("pyarrow.Table")
 
 

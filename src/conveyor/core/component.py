@@ -21,6 +21,7 @@ from typing import ParamSpec as _ParamSpec
 
 from pydantic import TypeAdapter, ValidationError
 
+from conveyor.core.artifacts import Artifact
 from conveyor.core.fingerprint import code_fingerprint
 from conveyor.core.ir import ComponentRef, OutputSpec, StepOptions
 from conveyor.core.materializers import materializer_for
@@ -107,7 +108,11 @@ def _output_fields(container: Any) -> dict[str, Any] | None:
     ):
         hints = typing.get_type_hints(container, include_extras=True)
         return {name: hints.get(name, Any) for name in container._fields}
-    if isinstance(container, type) and dataclasses.is_dataclass(container):
+    if (
+        isinstance(container, type)
+        and dataclasses.is_dataclass(container)
+        and not issubclass(container, Artifact)  # a handle is one output, not a container
+    ):
         hints = typing.get_type_hints(container, include_extras=True)
         return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(container)}
     return None

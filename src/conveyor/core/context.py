@@ -30,6 +30,11 @@ class StepContext:
     attempt: int
     log_path: Path
     output_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata_url: str | None = field(default=None, repr=False)
+    """URL of the run's metadata database (may hold a password), for steps that record
+    into it themselves, such as ``register``; None when the runner does not share it."""
+    artifact_url: str | None = None
+    """URL of the run's artifact store."""
 
     def set_output_properties(self, output: str = "output", **properties: Any) -> None:
         """Attach JSON-able properties to an output artifact of this step."""

@@ -612,6 +612,25 @@ def _builtin_entries() -> list[MaterializerEntry]:
             "Model",
             (),
         ),
+        (
+            f"{arts}:HandleMaterializer",
+            ("conveyor.modeling.bundle.ModelBundle",),
+            "ModelBundle",
+            (),
+        ),
+        ("conveyor.data.schema:SchemaMaterializer", ("conveyor.data.schema.Schema",), "Schema", ()),
+        (
+            "conveyor.data.validation_model:ValidationReportMaterializer",
+            ("conveyor.data.validation_model.ValidationReport",),
+            "ValidationReport",
+            (),
+        ),
+        (
+            "conveyor.data.statistics:StatisticsMaterializer",
+            ("conveyor.data.statistics_model.DatasetStatistics",),
+            "Statistics",
+            (),
+        ),
     ]
     entries = [_make_entry(*spec, builtin=True) for spec in specs]
     for order, entry in enumerate(entries):

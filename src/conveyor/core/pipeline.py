@@ -106,6 +106,8 @@ class _Builder:
                 )
             elif arg_name in sig.params:
                 params[arg_name] = sig.params[arg_name].validate(value, f"step {step_name!r}")
+            elif value is None and not sig.inputs[arg_name].required:
+                continue  # an optional input explicitly left unconnected
             else:
                 raise PipelineDefinitionError(
                     f"step {step_name!r}: input {arg_name!r} must be the output of another "

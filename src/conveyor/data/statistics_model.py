@@ -47,6 +47,7 @@ class Histogram(BaseModel):
 
     edges: list[float]
     counts: list[int]
+    exact: bool = True  # False when the counts were estimated (merge_statistics)
 
 
 class NumericStatistics(BaseModel):
@@ -55,6 +56,7 @@ class NumericStatistics(BaseModel):
     min: float | None
     max: float | None
     zeros: int
+    infinite: int = 0  # +-inf values (floats): in FeatureStatistics.count, not in the numbers here
     quantiles: dict[str, float] = Field(default_factory=dict)  # "0.25" -> value
     quantile_rank_error: float = 0.0  # bound on |rank(q_est)/n - q|; 0.0 when exact
     histogram: Histogram | None = None  # equal width between min and max

@@ -267,6 +267,7 @@ class _RunSession:
             inputs,
             self.ws.artifacts.url,
             str(log_path),
+            metadata_url=self.ws.settings.metadata_url,
         )
         future = self.pool.submit(execute_step, task, step.options.timeout_s)
         self.flights[future] = _Flight(step, attempt, time.monotonic())

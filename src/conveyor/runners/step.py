@@ -53,6 +53,7 @@ class StepTask:
     inputs: dict[str, InputArtifact]
     artifact_url: str
     log_path: str
+    metadata_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,15 @@ def execute_step(task: StepTask) -> StepOutcome:
     """Run one step; failures of user code come back in the outcome, never as exceptions."""
     started = time.perf_counter()
     log_path = Path(task.log_path)
-    ctx = StepContext(task.run_id, task.execution_id, task.step, task.attempt, log_path)
+    ctx = StepContext(
+        task.run_id,
+        task.execution_id,
+        task.step,
+        task.attempt,
+        log_path,
+        metadata_url=task.metadata_url,
+        artifact_url=task.artifact_url,
+    )
     header = f"--- step {task.step} attempt {task.attempt} (pid {os.getpid()}) ---\n"
     with capture_output(log_path, header):
         try:

@@ -28,12 +28,40 @@ __all__ = ["MIGRATIONS", "current_version", "upgrade"]
 _PG_LOCK_KEY = 0x636F6E7665796F72 & 0x7FFFFFFFFFFFFFFF  # "conveyor"
 
 
+# The tables of each version, by name. ``tables.metadata`` describes the newest schema, so a
+# migration names the tables it creates instead of calling ``create_all`` on all of them. A
+# later migration that alters one of these tables must leave the earlier one a frozen copy
+# of the old definition.
+_V1_TABLES = (
+    "schema_version",
+    "pipelines",
+    "runs",
+    "executions",
+    "artifacts",
+    "events",
+    "contexts",
+    "context_executions",
+    "context_artifacts",
+)
+_V2_TABLES = ("model_versions", "model_aliases", "model_audit")
+
+
+def _create(conn: Connection, names: tuple[str, ...]) -> None:
+    chosen = [tables.metadata.tables[name] for name in names]
+    tables.metadata.create_all(conn, tables=chosen, checkfirst=True)
+
+
 def _v1(conn: Connection) -> None:
     """Create every table of the first schema."""
-    tables.metadata.create_all(conn, checkfirst=True)
+    _create(conn, _V1_TABLES)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+def _v2(conn: Connection) -> None:
+    """Add the model registry: versions, aliases and their audit trail."""
+    _create(conn, _V2_TABLES)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 """Migration N+1 takes a database from version N to N+1."""
 
 

@@ -41,6 +41,7 @@ from conveyor.store.metadata.records import (
     RunRecord,
     RunStatus,
 )
+from conveyor.store.metadata.registry_store import RegistryStore
 from conveyor.store.metadata.rows import (
     artifact_record,
     context_record,
@@ -107,6 +108,11 @@ class MetadataStore:
     def url(self) -> str:
         """The database URL with its password masked."""
         return self._db.url
+
+    @property
+    def registry(self) -> RegistryStore:
+        """The registry tables (named artifact versions and aliases) of this database."""
+        return RegistryStore(self._db)
 
     def close(self) -> None:
         """Close every pooled connection; the store cannot be used afterwards."""

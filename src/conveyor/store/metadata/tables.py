@@ -40,6 +40,9 @@ __all__ = [
     "events",
     "executions",
     "metadata",
+    "model_aliases",
+    "model_audit",
+    "model_versions",
     "pipelines",
     "runs",
     "schema_version",
@@ -196,4 +199,54 @@ context_artifacts = Table(
     Column("artifact_id", _id(), ForeignKey("artifacts.id"), nullable=False, index=True),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("context_id", "artifact_id"),
+)
+
+
+# -- model registry (schema version 2) ------------------------------------------------------
+# Named versions of an artifact, the aliases pointing at them and an append-only audit trail.
+# ``version`` counts from 1 per name; aliases and audit rows name versions by that number.
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", _id(), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("artifact_id", _id(), ForeignKey("artifacts.id"), nullable=False, index=True),
+    Column("run_id", _id(), ForeignKey("runs.id"), index=True),
+    Column("execution_id", _id(), ForeignKey("executions.id")),
+    Column("metrics", _json(), nullable=False),
+    Column("blessing", _json()),
+    Column("params", _json(), nullable=False),
+    Column("tags", _json(), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    # Also serves lookups by name (leading column).
+    UniqueConstraint("name", "version"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(255), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version_id", _id(), ForeignKey("model_versions.id"), nullable=False, index=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("name", "alias"),
+)
+
+model_audit = Table(
+    "model_audit",
+    metadata,
+    Column("id", _id(), primary_key=True),
+    Column("name", String(255), nullable=False, index=True),
+    Column("action", String(32), nullable=False),
+    Column("alias", String(64)),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
 )
