@@ -32,11 +32,36 @@ from typing import Any
 import pandas as pd
 
 from conveyor import Dataset, component
+from conveyor.data.errors import DataSourceError
 from conveyor.data.ingest import ingest_to_folder
 from conveyor.data.sources import FileFormat, Source, SqlQuery
-from conveyor.data.spans import SpanLayout
+from conveyor.data.spans import Span, SpanLayout, discover_spans, select_spans
 
 __all__ = ["ingest", "ingest_table"]
+
+
+def choose_spans(
+    source: str,
+    layout: SpanLayout,
+    file_format: FileFormat | None,
+    window: int,
+    offset: int,
+    until: int | None,
+) -> list[Span]:
+    """The spans to read: numbered <= ``until``, minus the newest ``offset``, last ``window``."""
+    if offset < 0:
+        raise DataSourceError(f"span_offset must be >= 0, not {offset}")
+    spans = discover_spans(source, layout=layout, file_format=file_format)
+    if until is not None:
+        spans = [s for s in spans if s.number <= until]
+    spans = sorted(spans, key=lambda s: s.number)
+    if offset:
+        spans = spans[:-offset]
+    if not spans:
+        raise DataSourceError(
+            f"{source}: no span left to read (until_span={until}, span_offset={offset})"
+        )
+    return select_spans(spans, window)
 
 
 def _ratios(train: float, eval: float, test: float) -> dict[str, float]:
@@ -70,6 +95,8 @@ def ingest(
     test: float = 0.0,
     stratify_by: str | None = None,
     sql: str | None = None,
+    span_offset: int = 0,
+    until_span: int | None = None,
     file_format: FileFormat | None = None,
     encoding: str = "utf-8",
     delimiter: str | None = None,
@@ -82,6 +109,9 @@ def ingest(
             spans); with ``sql``, a SQLAlchemy URL.
         name: the dataset's name (default: the folder or file name).
         span_window: how many of the latest spans to read; 0 reads them all.
+        span_offset: skip this many of the newest spans first (1: the span before the
+            latest, e.g. the reference for drift).
+        until_span: ignore spans numbered above this (replays the data as it was then).
         span_layout: "auto", "span", "date", "file" (each file a span) or "single".
         key: the column identifying a row (its hash picks the split); default: the whole row.
         train: share of rows for the train split.
@@ -100,10 +130,13 @@ def ingest(
         ...     data = ingest(source="landing/", span_window=7, key="order_id", test=0.1,
         ...                   train=0.7)
     """
+    spans: int | list[Span] = span_window
+    if not sql and (span_offset or until_span is not None):
+        spans = choose_spans(source, span_layout, file_format, span_window, span_offset, until_span)
     return _to_dataset(
         SqlQuery(source, sql) if sql else source,
         name=name,
-        spans=span_window,
+        spans=spans,
         span_layout=span_layout,
         key=key,
         split_ratios=_ratios(train, eval, test),
