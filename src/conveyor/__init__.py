@@ -8,7 +8,7 @@ from conveyor.core.artifacts import Artifact, Dataset, File, Folder, Metrics, Mo
 from conveyor.core.component import Component, component
 from conveyor.core.context import StepContext, current_step
 from conveyor.core.materializers import Materializer, register_materializer
-from conveyor.core.pipeline import Pipeline, pipeline
+from conveyor.core.pipeline import Pipeline, after, pipeline
 from conveyor.exceptions import ConveyorError
 
 __version__ = "0.1.0"
@@ -37,6 +37,7 @@ __all__ = [
     "Pipeline",
     "StepContext",
     "__version__",
+    "after",
     "component",
     "current_step",
     "pipeline",

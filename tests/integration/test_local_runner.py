@@ -266,3 +266,37 @@ def _concurrent_runs(tmp_path: Path, extra_env: dict[str, str]) -> None:
                 assert ws.artifacts.exists(outputs["output"].uri)
     finally:
         ws.close()
+
+
+GATED = '''
+from conveyor import after, component, pipeline
+
+
+@component
+def check(fail: bool) -> int:
+    if fail:
+        raise ValueError("the gate is closed")
+    return 1
+
+
+@component
+def work() -> int:
+    return 2
+
+
+@pipeline
+def gated(fail: bool = False) -> None:
+    with after(check(fail)):
+        work()
+'''
+
+
+def test_a_step_after_a_failed_gate_is_skipped(workspace, tmp_path):
+    spec = _write(tmp_path / "gated.py", GATED)
+    closed = _run(workspace, spec, {"fail": True})
+    assert _statuses(workspace, closed.run_id) == {
+        "check": ExecutionStatus.FAILED,
+        "work": ExecutionStatus.SKIPPED,
+    }
+    opened = _run(workspace, spec)
+    assert _statuses(workspace, opened.run_id)["work"] == ExecutionStatus.SUCCEEDED

@@ -55,7 +55,7 @@ def test_public_api_is_exactly_what_is_documented() -> None:
         [
             "Artifact", "Component", "ConveyorError", "Dataset", "File", "Folder",
             "Materializer", "Metrics", "Model", "Pipeline", "StepContext", "__version__",
-            "component", "current_step", "pipeline", "register_materializer", "run",
+            "after", "component", "current_step", "pipeline", "register_materializer", "run",
         ]
     )  # fmt: skip
     for name in conveyor.__all__:

@@ -234,3 +234,33 @@ def test_optional_input_may_be_passed_none_explicitly():
         maybe(numbers(), extra=None)
 
     assert optional.build().step("maybe").inputs.keys() == {"values"}
+
+
+def test_after_orders_steps_without_data():
+    from conveyor import after
+
+    @pipeline
+    def ordered() -> None:
+        gate = summarize(scale(numbers()))
+        with after(gate):
+            halve(numbers.configure(name="other")())
+
+    ir = ordered.build()
+    assert ir.step("halve").upstream == ["other", "summarize"]
+    assert ir.step("other").upstream == ["summarize"]
+    assert PipelineIR.from_json(ir.to_json()) == ir
+
+
+def test_after_outside_a_pipeline_or_with_a_value_is_an_error():
+    from conveyor import after
+
+    with pytest.raises(PipelineDefinitionError, match=r"inside a @pipeline"), after():
+        pass
+
+    @pipeline
+    def bad() -> None:
+        with after(3):
+            numbers()
+
+    with pytest.raises(PipelineDefinitionError, match=r"takes outputs of steps, got int"):
+        bad.build()

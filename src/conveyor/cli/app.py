@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from conveyor.cli import artifacts, init, lineage, models, run, runs, show
+from conveyor.cli import artifacts, init, lineage, models, models_evaluate, run, runs, show
 from conveyor.cli.data import data_app, schema_app
 from conveyor.cli.errors import exit_code_for, fail
 from conveyor.cli.state import CliState
@@ -89,4 +89,5 @@ app.command("lineage")(lineage.lineage_command)
 app.command("show")(show.show_command)
 app.add_typer(data_app, name="data", help="Describe, compare and validate data.")
 app.add_typer(schema_app, name="schema", help="Show and compare data schemas.")
+models.app.command("evaluate")(models_evaluate.evaluate_command)
 app.add_typer(models.app, name="models", help="The model registry: versions and aliases.")

@@ -13,6 +13,11 @@ component           module                               does
 ``statistics``      :mod:`~.data_checks`                 Dataset -> statistics per split
 ``infer_schema``    :mod:`~.data_checks`                 statistics -> schema
 ``validate``        :mod:`~.data_checks`                 anomalies, drift, skew
+``transform``       :mod:`~.transform`                   fit preprocessing on train only
+``tune``            :mod:`~.tune`                        search space -> best estimator
+``train``           :mod:`~.train`                       Dataset -> model bundle
+``evaluate``        :mod:`~.evaluate`                    bundle vs production -> blessing
+``explain``         :mod:`~.explain`                     importance, PDP/ICE
 ``register``        :mod:`~.registry`                    model -> registry version
 =================== ==================================== =====================================
 """
@@ -23,11 +28,16 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "evaluate",
+    "explain",
     "infer_schema",
     "ingest",
     "ingest_table",
     "register",
     "statistics",
+    "train",
+    "transform",
+    "tune",
     "validate",
 ]
 
@@ -38,6 +48,11 @@ _MODULE_OF = {
     "infer_schema": "data_checks",
     "validate": "data_checks",
     "register": "registry",
+    "transform": "transform",
+    "tune": "tune",
+    "train": "train",
+    "evaluate": "evaluate",
+    "explain": "explain",
 }
 
 

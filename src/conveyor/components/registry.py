@@ -7,6 +7,12 @@ run's metadata database, finds the model's artifact record among the outputs of 
 (the lineage edge: data -> train -> model -> version) and registers it through
 :class:`conveyor.registry.ModelRegistry`.
 
+The model and the blessing arrive as handles (:class:`conveyor.Artifact`), so any model
+artifact fits (``train``'s "ModelBundle", a scikit-learn "Model", a folder) and so does any
+blessing: ``evaluate``'s typed "Blessing" or a JSON mapping (``{"blessed": ..., "reasons":
+[...]}``) from a step of your own. Given ``evaluate``'s report as ``evaluation``, the version
+records the candidate's metrics overall and per slice, which ``conveyor models diff`` compares.
+
 An unblessed candidate is not an error of the pipeline: the step succeeds, registers nothing,
 and says why in its output (``registered: false`` with the blessing's reasons) and its log.
 A retried step returns the version its first attempt made instead of making another; a
@@ -15,16 +21,20 @@ cached step (same model, blessing and parameters) does not register again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from conveyor import Model, StepContext, component, current_step
+from conveyor import Artifact, StepContext, component, current_step
+from conveyor.modeling.evaluation_artifacts import EvaluationReport
+from conveyor.modeling.evaluation_model import Blessing
 from conveyor.registry import ModelRegistry, NotBlessedError, RegistryError, blessing_verdict
+from conveyor.registry.registry import as_blessing_dict
 from conveyor.store.metadata.store import MetadataStore
 
 __all__ = ["register"]
 
 
-def _artifact_id(store: MetadataStore, run_id: int, execution_id: int, model: Model) -> int:
+def _artifact_id(store: MetadataStore, run_id: int, execution_id: int, model: Artifact) -> int:
     """The id of the artifact record behind ``model``: an output of another step of the run."""
     for execution in store.list_executions(run_id):
         if execution.id == execution_id:
@@ -54,22 +64,51 @@ def _step_context() -> StepContext:
     return ctx
 
 
+def _blessing(blessing: Any) -> dict[str, Any] | None:
+    """The blessing as a mapping: from a "Blessing" or "JSON" artifact, a Blessing, a mapping."""
+    if not isinstance(blessing, Artifact):
+        return as_blessing_dict(blessing)
+    if blessing.type_name == "Blessing":
+        return as_blessing_dict(blessing.load(Blessing))
+    if blessing.type_name == "JSON":
+        return as_blessing_dict(blessing.load(dict))
+    raise RegistryError(
+        f"blessing: a {blessing.type_name!r} artifact is not a blessing; pass evaluate's "
+        "'blessing' output or a JSON mapping like {'blessed': true, 'reasons': []}"
+    )
+
+
+def _metrics(model: Artifact, evaluation: EvaluationReport | None) -> dict[str, Any] | None:
+    """The candidate's evaluation metrics (overall, ``slices``) over the model's own."""
+    if evaluation is None:
+        return None  # the registry takes the model's ``metrics`` property, or the blessing's
+    trained = model.properties.get("metrics")
+    own = dict(trained) if isinstance(trained, Mapping) else {}
+    overall = evaluation.candidate.overall
+    slices = {name: dict(s.metrics) for name, s in evaluation.candidate.slices.items()}
+    return {**overall, **{k: v for k, v in own.items() if k not in overall}, "slices": slices}
+
+
 @component
 def register(
-    model: Model,
-    blessing: dict[str, Any] | None = None,
+    model: Artifact,
+    blessing: Artifact | None = None,
     name: str = "model",
     require_blessing: bool = True,
     alias: str | None = None,
+    evaluation: EvaluationReport | None = None,
 ) -> dict[str, Any]:
     """Register ``model`` as the next version of ``name`` if ``blessing`` blesses it.
 
     Args:
-        model: the model artifact (any "Model": a scikit-learn estimator, a bundle folder).
-        blessing: the evaluation's verdict (``{"blessed": bool, "reasons": [...]}``).
+        model: the model artifact (``train``'s bundle, a scikit-learn "Model", a folder).
+        blessing: the verdict: ``evaluate``'s "Blessing" output, or a JSON mapping
+            (``{"blessed": bool, "reasons": [...]}``) made by a step of your own.
         name: the registered model's name.
         require_blessing: False registers without (or despite) a blessing.
         alias: also point this alias (e.g. ``"staging"``) at the new version.
+        evaluation: ``evaluate``'s "Evaluation" output: its metrics, overall and per slice,
+            are recorded with the version.
 
     Returns:
         ``registered``, ``name``, ``version`` (None when not registered), ``alias``,
@@ -77,11 +116,15 @@ def register(
 
     Example:
         >>> @pipeline
-        ... def training(n: int = 100):
-        ...     model = train(make_data(n))
-        ...     register(model, evaluate(model), name="census", alias="staging")
+        ... def training() -> None:
+        ...     data = make_data()
+        ...     model = train(data, label="y", estimator={"flavour": "lightgbm"})
+        ...     checked = evaluate(model, data, label="y", model_name="census")
+        ...     register(model, checked.blessing, name="census", alias="production",
+        ...              evaluation=checked.evaluation)
     """
     ctx = _step_context()
+    verdict = _blessing(blessing)
     outcome: dict[str, Any] = {"name": name, "alias": None, "reasons": []}
     outcome.update(run_id=ctx.run_id, execution_id=ctx.execution_id)
     with ModelRegistry.open(ctx.metadata_url or "") as registry:
@@ -91,8 +134,9 @@ def register(
             record = registry.register(
                 name,
                 artifact_id,
-                blessing=blessing,
+                blessing=verdict,
                 require_blessing=require_blessing,
+                metrics=_metrics(model, evaluation),
                 run_id=ctx.run_id,
                 execution_id=ctx.execution_id,
                 alias=alias,
@@ -100,7 +144,7 @@ def register(
             )
         except NotBlessedError as exc:
             print(f"not registered: {exc}")  # goes to the step's log
-            reasons = blessing_verdict(blessing)[1]
+            reasons = blessing_verdict(verdict)[1]
             return {**outcome, "registered": False, "version": None, "reasons": reasons}
     print(f"registered {record.ref} (artifact {artifact_id})")
     return {**outcome, "registered": True, "version": record.version, "alias": alias}

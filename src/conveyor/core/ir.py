@@ -81,11 +81,12 @@ class StepIR:
     inputs: dict[str, InputRef]
     outputs: dict[str, OutputSpec]
     options: StepOptions = field(default_factory=StepOptions)
+    after: list[str] = field(default_factory=list)  # steps that must succeed first (no data)
 
     @property
     def upstream(self) -> list[str]:
-        """Names of steps this one consumes from, without repeats, in input order."""
-        return list(dict.fromkeys(ref.step for ref in self.inputs.values()))
+        """Steps this one waits for: producers of its inputs, then ``after``; no repeats."""
+        return list(dict.fromkeys([*(ref.step for ref in self.inputs.values()), *self.after]))
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ def _step_from_dict(raw: dict[str, Any]) -> StepIR:
         inputs={k: InputRef(**v) for k, v in raw.get("inputs", {}).items()},
         outputs={k: OutputSpec(**v) for k, v in raw.get("outputs", {}).items()},
         options=StepOptions(**raw.get("options", {})),
+        after=list(raw.get("after", [])),
     )
 
 
@@ -176,6 +178,12 @@ def validate_ir(ir: PipelineIR) -> None:
             )
         by_name[step.name] = step
     for step in ir.steps:
+        for name in step.after:
+            if name not in by_name:
+                raise UnknownOutputError(
+                    f"step {step.name!r} runs after step {name!r}, which is not in pipeline "
+                    f"{ir.name!r}" + did_you_mean(name, by_name)
+                )
         for input_name, ref in step.inputs.items():
             consumer = f"{step.name}.{input_name}"
             producer = by_name.get(ref.step)

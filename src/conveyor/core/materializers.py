@@ -256,7 +256,7 @@ class _Registry:
 
     def known_types(self) -> list[str]:
         labels = {type_label(t) for e in self.entries for t in e.python_types}
-        return sorted(labels)
+        return sorted(labels, key=lambda label: ("." in label, label))  # builtins first
 
 
 def register_materializer(
@@ -629,6 +629,30 @@ def _builtin_entries() -> list[MaterializerEntry]:
             "conveyor.data.statistics:StatisticsMaterializer",
             ("conveyor.data.statistics_model.DatasetStatistics",),
             "Statistics",
+            (),
+        ),
+        (
+            "conveyor.modeling.evaluation_artifacts:EvaluationMaterializer",
+            ("conveyor.modeling.evaluation_artifacts.EvaluationReport",),
+            "Evaluation",
+            (),
+        ),
+        (
+            "conveyor.modeling.evaluation_artifacts:BlessingMaterializer",
+            ("conveyor.modeling.evaluation_model.Blessing",),
+            "Blessing",
+            (),
+        ),
+        (
+            "conveyor.modeling.explain:ExplanationMaterializer",
+            ("conveyor.modeling.explain.Explanation",),
+            "Explanation",
+            (),
+        ),
+        (
+            "conveyor.modeling.tuning:TuningResultMaterializer",
+            ("conveyor.modeling.tuning.TuningResult",),
+            "TuningResult",
             (),
         ),
     ]

@@ -31,7 +31,7 @@ from conveyor.exceptions import (
     did_you_mean,
 )
 
-__all__ = ["OutputRef", "Pipeline", "current_builder", "pipeline"]
+__all__ = ["OutputRef", "Pipeline", "after", "current_builder", "pipeline"]
 
 _BUILDER: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar(
     "conveyor_pipeline_builder", default=None
@@ -80,6 +80,7 @@ class _Builder:
         self.pipeline_name = pipeline_name
         self.steps: list[StepIR] = []
         self.names: set[str] = set()
+        self.after: list[str] = []  # control dependencies of the ``after(...)`` blocks open
 
     def _step_name(self, base: str) -> str:
         name, n = base, 2
@@ -125,7 +126,8 @@ class _Builder:
                     f"connected; pass the output of a step producing "
                     f"{qualified_name(ispec.annotation)}"
                 )
-        step = StepIR(step_name, comp.ref, params, inputs, dict(sig.outputs), comp.options)
+        after = [name for name in dict.fromkeys(self.after) if name != step_name]
+        step = StepIR(step_name, comp.ref, params, inputs, dict(sig.outputs), comp.options, after)
         self.steps.append(step)
         return self._output_refs(step_name, comp)
 
@@ -289,6 +291,41 @@ def _coerce(spec: ParameterSpec, raw: Any, pipeline_name: str) -> Any:
         except (ValueError, ParameterError):
             pass
     return spec.revive(spec.validate(raw, owner))
+
+
+@contextmanager
+def after(*outputs: Any) -> Iterator[None]:
+    """Steps created inside the block start only after the steps behind ``outputs`` succeeded.
+
+    For an order that no data expresses: training must wait for validation to pass even
+    though it does not read the validation report. If a step it waits for fails, the steps
+    in the block are skipped.
+
+    Example:
+        >>> with conveyor.after(report):  # doctest: +SKIP
+        ...     model = train(data, label="income")
+    """
+    builder = current_builder()
+    if builder is None:
+        raise PipelineDefinitionError("conveyor.after(...) is used inside a @pipeline function")
+    steps: list[str] = []
+    for output in outputs:
+        if isinstance(output, OutputRef):
+            refs = [output]
+        else:  # a NamedTuple or dataclass of outputs: every one of them
+            fields = getattr(output, "__dict__", None) or getattr(output, "_asdict", dict)()
+            refs = list(output) if isinstance(output, tuple) else list(fields.values())
+        if not refs or not all(isinstance(r, OutputRef) for r in refs):
+            raise PipelineDefinitionError(
+                f"conveyor.after(...) takes outputs of steps, got {type(output).__name__}"
+            )
+        steps.extend(r.step for r in refs)
+    depth = len(builder.after)
+    builder.after.extend(steps)
+    try:
+        yield
+    finally:
+        del builder.after[depth:]
 
 
 @contextmanager

@@ -18,7 +18,8 @@ import io
 import itertools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,18 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["Bars", "Curve", "bars_svg", "histogram_svg", "score_bar_svg"]
+__all__ = [
+    "BASELINE_COLOR",
+    "SERIES_COLORS",
+    "Bars",
+    "Curve",
+    "bars_svg",
+    "figure_svg",
+    "histogram_svg",
+    "plot_figure",
+    "plot_label",
+    "score_bar_svg",
+]
 
 # First series filled, the rest as lines; a previous span is grey and dashed.
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b")
@@ -215,3 +227,35 @@ def score_bar_svg(score: float | None, threshold: float | None, drifted: bool) -
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+# -- the same machinery for other reports' own figures -------------------------------------
+
+#: Series colours, first to last; a baseline (previous span, production model) is grey.
+SERIES_COLORS = _COLORS
+BASELINE_COLOR = _PREVIOUS_COLOR
+
+
+@contextmanager
+def plot_figure(width: float, height: float) -> Iterator[Figure]:
+    """A figure in the reports' style; draw on it and call :func:`figure_svg` in the block.
+
+    Example:
+        >>> with plot_figure(7.0, 2.0) as figure:
+        ...     figure.add_subplot().plot([0, 1], [0, 1])
+        ...     svg = figure_svg(figure, "my-plot")
+    """
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        yield _figure(width, height)
+
+
+def figure_svg(figure: Figure, salt: str) -> str:
+    """``figure`` as SVG ready to inline in a page; ``salt`` makes its ids unique there."""
+    return _to_svg(figure, salt)
+
+
+def plot_label(value: str, limit: int = _MAX_LABEL) -> str:
+    """Text safe for a matplotlib label: no mathtext, no hidden legend entry, at most ``limit``."""
+    return _text(value, limit)
