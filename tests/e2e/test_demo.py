@@ -23,7 +23,7 @@ def test_demo_trains_caches_and_shows_lineage(tmp_path: Path) -> None:
         cwd=tmp_path,
         text=True,
         capture_output=True,
-        timeout=300,
+        timeout=420,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -32,10 +32,13 @@ def test_demo_trains_caches_and_shows_lineage(tmp_path: Path) -> None:
     accuracy = float(out.split("accuracy")[1].split()[0])
     assert accuracy > 0.9
     assert "step train run 1" in out and "step ingest run 1" in out  # the model's lineage
-    assert "span 1: valid" in out and "span 2: valid" in out and "span 4: valid" in out
+    assert "span 1: blessed and promoted to production" in out  # no production yet
+    assert "compared with baseline census:1" in out  # span 2 faces span 1's model
     assert "span 3: BLOCKED by step validate" in out
     assert "age: wasserstein" in out  # the shifted feature is named, with its score
-    assert (home / "reports").is_dir() and list((home / "reports").glob("*-statistics.html"))
+    assert "nothing was trained; production is unchanged" in out
+    assert "production -> " in out  # the registry table
+    assert list((home / "reports").glob("*-evaluation.html"))
     assert f"results are in {home}" in out
     assert (home / "metadata.db").is_file()
     assert not (tmp_path / ".conveyor").exists()

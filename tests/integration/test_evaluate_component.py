@@ -12,7 +12,7 @@ import pytest
 
 import conveyor
 from conveyor import Dataset
-from conveyor.components.evaluate import evaluate
+from conveyor.components.model_evaluate import evaluate
 from conveyor.config import load_settings
 from conveyor.core.loader import load_pipeline
 from conveyor.exceptions import NotFoundError
@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 
 from conveyor import Dataset, component, pipeline
-from conveyor.components.evaluate import evaluate
-from conveyor.components.explain import explain
+from conveyor.components.model_evaluate import evaluate
+from conveyor.components.model_explain import explain
 from conveyor.components.registry import register
-from conveyor.components.train import train
+from conveyor.components.model_train import train
 
 
 @component

@@ -268,7 +268,7 @@ def _concurrent_runs(tmp_path: Path, extra_env: dict[str, str]) -> None:
         ws.close()
 
 
-GATED = '''
+GATED = """
 from conveyor import after, component, pipeline
 
 
@@ -288,7 +288,7 @@ def work() -> int:
 def gated(fail: bool = False) -> None:
     with after(check(fail)):
         work()
-'''
+"""
 
 
 def test_a_step_after_a_failed_gate_is_skipped(workspace, tmp_path):

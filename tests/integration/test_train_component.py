@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from conveyor import Dataset, component, pipeline
-from conveyor.components.train import train
+from conveyor.components.model_train import train
 from conveyor.modeling.bundle import ModelBundle
 
 

@@ -30,9 +30,9 @@ import pandas as pd
 
 from conveyor import Dataset, component, pipeline
 from conveyor.components.data_checks import infer_schema, statistics
-from conveyor.components.explain import explain
-from conveyor.components.train import train
-from conveyor.components.transform import transform
+from conveyor.components.model_explain import explain
+from conveyor.components.model_train import train
+from conveyor.components.model_transform import transform
 
 
 def _rows(n, seed, shift=0.0, cities=("a", "b", "c")):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from conveyor.components.evaluate import Baseline, evaluate_models
+from conveyor.components.model_evaluate import Baseline, evaluate_models
 from conveyor.core.materializers import artifact_type_of, materializer_for
 from conveyor.modeling.bundle import LoadedBundle, load_bundle, save_bundle
 from conveyor.modeling.evaluation_artifacts import (

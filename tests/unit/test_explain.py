@@ -272,7 +272,7 @@ def test_svgs_for_the_report(binary: Any) -> None:
 
 def test_the_component_explains_one_split(binary: Any, tmp_path: Path) -> None:
     from conveyor import Dataset
-    from conveyor.components.explain import explain
+    from conveyor.components.model_explain import explain
     from conveyor.modeling.bundle import ModelBundle
 
     bundle, _, frame = binary

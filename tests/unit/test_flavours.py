@@ -353,7 +353,7 @@ def test_preprocessing_is_applied_for_training_and_shipped(tmp_path: Path, split
 def test_optional_libraries_are_imported_on_first_use_only() -> None:
     code = (
         "import sys, conveyor.modeling.bundle, conveyor.modeling.training, "
-        "conveyor.components.train; print(sorted(m for m in ('xgboost', 'lightgbm') "
+        "conveyor.components.model_train; print(sorted(m for m in ('xgboost', 'lightgbm') "
         "if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

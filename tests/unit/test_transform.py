@@ -269,7 +269,7 @@ def test_the_bundle_applies_the_fitted_preprocessing(tmp_path: Path) -> None:
 
 def test_the_component_reads_the_train_split_only(tmp_path: Path) -> None:
     from conveyor import Dataset
-    from conveyor.components.transform import transform
+    from conveyor.components.model_transform import transform
 
     for name, frame in (("train", _frame(80, 12)), ("eval", _frame(40, 13, shift=500.0))):
         (tmp_path / f"split={name}").mkdir()

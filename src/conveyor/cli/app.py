@@ -15,7 +15,17 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from conveyor.cli import artifacts, init, lineage, models, models_evaluate, run, runs, show
+from conveyor.cli import (
+    artifacts,
+    init,
+    lineage,
+    models,
+    models_evaluate,
+    run,
+    runs,
+    runs_compare,
+    show,
+)
 from conveyor.cli.data import data_app, schema_app
 from conveyor.cli.errors import exit_code_for, fail
 from conveyor.cli.state import CliState
@@ -83,6 +93,7 @@ def root(
 app.command("init")(init.init_command)
 app.command("run")(run.run_command)
 app.command("compile")(run.compile_command)
+runs.app.command("compare")(runs_compare.compare_command)
 app.add_typer(runs.app, name="runs", help="List and inspect pipeline runs.")
 app.add_typer(artifacts.app, name="artifacts", help="List and inspect artifacts.")
 app.command("lineage")(lineage.lineage_command)

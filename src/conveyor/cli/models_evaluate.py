@@ -4,7 +4,7 @@ Re-evaluates any registered model version on any data -- a Dataset artifact (``1
 ``artifact:12``; its ``--split``) or a Parquet/CSV file or folder -- with *today's* metric,
 slice and threshold configuration, so an old model and a new one are compared on the same
 footing (``--baseline production`` evaluates that version too, on the same rows). The work is
-:func:`conveyor.components.evaluate.evaluate_models`, the same as the ``evaluate`` step's.
+:func:`conveyor.components.model_evaluate.evaluate_models`, the same as the ``evaluate`` step's.
 
 Prints the metrics (and the baseline's, with deltas), the headline metrics per slice and, with
 thresholds, the verdict; ``--json`` prints the whole report; ``--html OUT`` writes the HTML
@@ -34,7 +34,7 @@ from conveyor.cli.artifacts import parse_artifact_id
 from conveyor.cli.models import parse_model_ref
 from conveyor.cli.render import err_console, out_console, print_json
 from conveyor.cli.state import read_store, settings_from
-from conveyor.components.evaluate import (
+from conveyor.components.model_evaluate import (
     Baseline,
     as_task,
     evaluate_models,

@@ -12,12 +12,13 @@ Any other artifact is shown as ``conveyor artifacts show`` shows it.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 import webbrowser
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -190,6 +191,8 @@ def show_command(
         else:
             with err_console().status(f"rendering the report of artifact a{record.id}..."):
                 shown = _render(store, ArtifactStore.open(settings.artifact_url), record)
+    if shown is None and _stored_report(ctx, record, settings.home, json_output, open_browser):
+        return
     if shown is None:
         artifacts_cli.show_command(ctx, artifact, json_output=json_output)
         if open_browser:
@@ -201,6 +204,46 @@ def show_command(
     _report_back(record, obj, path, json_output)
     if open_browser and not webbrowser.open(path.as_uri()):
         err_console().print(f"no web browser found: open {path} yourself", style="yellow")
+
+
+def _stored_report(
+    ctx: typer.Context, record: ArtifactRecord, home: Path, as_json: bool, open_browser: bool
+) -> bool:
+    """Any other artifact whose payload holds a ``report.html`` (an Evaluation, say): copy the
+    page to the reports folder, print the headline figures and the path. False if none."""
+    with ArtifactStore.open(settings_from(ctx).artifact_url).local_folder(record.uri) as folder:
+        page_file = folder / REPORT_FILE
+        if not page_file.is_file():
+            return False
+        page = page_file.read_text(encoding="utf-8")
+        data_file = folder / "evaluation.json"
+        data = json.loads(data_file.read_text(encoding="utf-8")) if data_file.is_file() else {}
+    path = _write_atomically(
+        home / "reports" / f"a{record.id}-{record.type_name.lower()}.html", page
+    )
+    if as_json:
+        print_json({"artifact": record.id, "type": record.type_name, "report": str(path)})
+    else:
+        console = out_console()
+        console.print(Text(f"artifact a{record.id} · {record.type_name}", style="bold"))
+        _print_comparison(data.get("comparison", {}).get("overall", {}))
+        console.print(f"report: {path}", markup=False, soft_wrap=True)
+    if open_browser and not webbrowser.open(path.as_uri()):
+        err_console().print(f"no web browser found: open {path} yourself", style="yellow")
+    return True
+
+
+def _print_comparison(overall: dict[str, Any]) -> None:
+    """Candidate vs baseline, one row per metric (an Evaluation's headline)."""
+    if not overall:
+        return
+    table = Table("metric", "candidate", "baseline", "delta", box=None, pad_edge=False)
+    for metric, row in overall.items():
+        cells = [row.get("candidate"), row.get("baseline"), row.get("delta")]
+        text = ["-" if v is None or isinstance(v, str) else f"{v:.4f}" for v in cells]
+        style = {True: "green", False: "red"}.get(row.get("better"), "")
+        table.add_row(metric, text[0], text[1], Text(text[2], style=style))
+    out_console().print(table)
 
 
 def _report_back(

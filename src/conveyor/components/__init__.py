@@ -13,13 +13,16 @@ component           module                               does
 ``statistics``      :mod:`~.data_checks`                 Dataset -> statistics per split
 ``infer_schema``    :mod:`~.data_checks`                 statistics -> schema
 ``validate``        :mod:`~.data_checks`                 anomalies, drift, skew
-``transform``       :mod:`~.transform`                   fit preprocessing on train only
-``tune``            :mod:`~.tune`                        search space -> best estimator
-``train``           :mod:`~.train`                       Dataset -> model bundle
-``evaluate``        :mod:`~.evaluate`                    bundle vs production -> blessing
-``explain``         :mod:`~.explain`                     importance, PDP/ICE
+``transform``       :mod:`~.model_transform`             fit preprocessing on train only
+``tune``            :mod:`~.model_tune`                  search space -> best estimator
+``train``           :mod:`~.model_train`                 Dataset -> model bundle
+``evaluate``        :mod:`~.model_evaluate`              bundle vs production -> blessing
+``explain``         :mod:`~.model_explain`               importance, PDP/ICE
 ``register``        :mod:`~.registry`                    model -> registry version
 =================== ==================================== =====================================
+
+Component modules are named apart from their components (``model_train`` holds ``train``)
+so that importing a module never shadows the component of the same name here.
 """
 
 from __future__ import annotations
@@ -48,11 +51,11 @@ _MODULE_OF = {
     "infer_schema": "data_checks",
     "validate": "data_checks",
     "register": "registry",
-    "transform": "transform",
-    "tune": "tune",
-    "train": "train",
-    "evaluate": "evaluate",
-    "explain": "explain",
+    "transform": "model_transform",
+    "tune": "model_tune",
+    "train": "model_train",
+    "evaluate": "model_evaluate",
+    "explain": "model_explain",
 }
 
 

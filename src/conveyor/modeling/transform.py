@@ -1,6 +1,6 @@
 """Preprocessing fitted on the train split only, shipped inside the model bundle.
 
-The ``transform`` component (:mod:`conveyor.components.transform`) fits a scikit-learn
+The ``transform`` component (:mod:`conveyor.components.model_transform`) fits a scikit-learn
 transformer here and stores it as a "Model" artifact; ``train(..., preprocessing=...)`` puts it
 in the bundle, and the bundle applies it before the model at serving time, so training and
 serving run exactly the same steps.

@@ -24,6 +24,7 @@ from conveyor import Dataset, Model, component, current_step
 from conveyor.modeling.bundle import ModelBundle
 from conveyor.modeling.bundle_errors import TrainingError
 from conveyor.modeling.training import TrainResult, fit_model
+from conveyor.modeling.tuning import TuningResult
 
 __all__ = ["train"]
 
@@ -91,6 +92,7 @@ def train(
     seed: int = 0,
     task: Task = "auto",
     preprocessing: Model | None = None,
+    tuned: TuningResult | None = None,
 ) -> ModelBundle:
     """Train a model on ``data``'s train split (early stopping on its eval split).
 
@@ -106,6 +108,7 @@ def train(
         seed: seeds Python, numpy and the library; recorded in the bundle.
         task: ``auto`` infers it from the label column.
         preprocessing: a fitted scikit-learn transformer ("Model"), shipped in the bundle.
+        tuned: the output of ``tune``: its ``best_estimator`` replaces ``estimator``.
 
     Returns:
         The model bundle (properties: flavour, task, classes, metrics, bundle_sha256, seed).
@@ -123,6 +126,14 @@ def train(
             f"{data.splits() or 'none'}); split the data before training"
         )
     eval_frame = _split(data, "eval")
+    if tuned is not None:
+        if train_fn is not None:
+            raise TrainingError("tuned gives an estimator spec; drop train_fn")
+        estimator = tuned.best_estimator
+        print(
+            f"tuned: trial {tuned.best_trial} of {tuned.study_name}, {tuned.metric} "
+            f"{tuned.best_value:.5g}: {estimator}"
+        )
     result = fit_model(
         train_frame,
         eval_frame,
