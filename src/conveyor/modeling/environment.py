@@ -20,6 +20,9 @@ __all__ = ["PACKAGES", "capture_environment", "git_state", "package_versions"]
 PACKAGES = ("numpy", "pandas", "scikit-learn", "skops", "xgboost", "lightgbm", "conveyor-ml")
 """Distributions whose versions decide whether a bundle loads and predicts the same."""
 
+_BUILDS = {"xgboost": ("xgboost", "xgboost-cpu")}
+"""Other distributions that install the same import package (recorded under the first name)."""
+
 _GIT_TIMEOUT_S = 10.0
 
 
@@ -32,10 +35,12 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     """
     found: dict[str, str] = {}
     for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
+        for distribution in _BUILDS.get(name, (name,)):
+            try:
+                found[name] = version(distribution)
+                break
+            except PackageNotFoundError:
+                continue
     return found
 
 
