@@ -2,8 +2,9 @@
 
 Generates ROWS x 20 columns (15 numeric, 5 categorical; seeded) as Parquet in a temporary
 folder, written chunk by chunk so generation itself stays memory-bounded, then measures each
-contender in a fresh Python process so that its peak memory (``ru_maxrss`` of the child) is
-its own:
+contender in a fresh Python process so that its peak memory is its own (``VmHWM`` of
+``/proc/self/status``: ``ru_maxrss`` would not do, Linux carries the parent's peak, here the
+generator's ~570 MiB, over into the child):
 
 - **conveyor**: ``compute_statistics(path)`` — count, missing, mean, std, min, max, zeros,
   7 quantiles, equal-width and quantile histograms per numeric column; distinct, top-20 and
@@ -11,7 +12,11 @@ its own:
 - **pandas**: ``read_parquet`` + ``describe(include="all")`` + ``value_counts()`` per
   categorical column.
 
-    python benchmarks/data_stats.py [--rows 10000000] [--threads N] [--memory-limit 1GB]
+    python benchmarks/data_stats.py [--rows 10000000] [--repeat 3] [--threads N]
+                                    [--memory-limit 1GB]
+
+Each contender runs ``--repeat`` times (alternating, so that a busy machine slows both alike);
+the table shows each run and the medians, and the speed-up is the ratio of the median times.
 
 Goals (issue 3): conveyor >= 5x faster than pandas with <= 1/4 of its peak memory.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,19 +39,34 @@ import pyarrow.parquet as pq
 CHUNK_ROWS = 1_000_000
 CATEGORIES = {"country": 40, "device": 5, "plan": 12, "city": 2_000, "campaign": 20_000}
 
-CONVEYOR_CHILD = """
+PEAK_MEMORY = """
 import json, resource, sys, time
+
+
+def peak_kb():
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
+CONVEYOR_CHILD = (
+    PEAK_MEMORY
+    + """
 began = time.perf_counter()
 from conveyor.data.statistics import compute_statistics
 stats = compute_statistics(sys.argv[1], threads=THREADS, memory_limit=MEMORY_LIMIT)
 seconds = time.perf_counter() - began
 usage = resource.getrusage(resource.RUSAGE_SELF)
 cpu = usage.ru_utime + usage.ru_stime
-print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_kb": usage.ru_maxrss}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_kb": peak_kb()}))
 """
+)
 
-PANDAS_CHILD = """
-import json, resource, sys, time
+PANDAS_CHILD = (
+    PEAK_MEMORY
+    + """
 began = time.perf_counter()
 import pandas as pd
 frame = pd.read_parquet(sys.argv[1])
@@ -54,8 +75,9 @@ counts = {c: frame[c].value_counts() for c in CATEGORICAL}
 seconds = time.perf_counter() - began
 usage = resource.getrusage(resource.RUSAGE_SELF)
 cpu = usage.ru_utime + usage.ru_stime
-print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_kb": usage.ru_maxrss}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_kb": peak_kb()}))
 """
+)
 
 
 def _chunk(rng: np.random.Generator, rows: int, offset: int) -> pa.Table:
@@ -68,8 +90,8 @@ def _chunk(rng: np.random.Generator, rows: int, offset: int) -> pa.Table:
     for i in range(3):  # skewed, heavy right tail
         columns[f"lognormal_{i}"] = pa.array(rng.lognormal(0, 1 + i / 2, rows))
     for i in range(4):  # small integers with many zeros and 2% nulls
-        values = rng.poisson(1 + 2 * i, rows)
-        columns[f"count_{i}"] = pa.array(values, mask=rng.random(rows) < 0.02)
+        counts = rng.poisson(1 + 2 * i, rows)
+        columns[f"count_{i}"] = pa.array(counts, mask=rng.random(rows) < 0.02)
     columns["amount"] = pa.array(np.round(rng.exponential(50, rows), 2))
     columns["uniform"] = pa.array(rng.random(rows))
     columns["row_id"] = pa.array(np.arange(offset, offset + rows, dtype=np.int64))
@@ -111,6 +133,7 @@ def measure(code: str, path: Path) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each contender")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--memory-limit", default="1GB")
     parser.add_argument("--seed", type=int, default=0)
@@ -128,17 +151,31 @@ def main() -> int:
         conveyor_code = CONVEYOR_CHILD.replace("THREADS", repr(args.threads))
         conveyor_code = conveyor_code.replace("MEMORY_LIMIT", repr(args.memory_limit))
         pandas_code = PANDAS_CHILD.replace("CATEGORICAL", repr(list(CATEGORIES)))
-        ours = measure(conveyor_code, path)
-        theirs = measure(pandas_code, path)
-    _report(ours, theirs)
+        runs: dict[str, list[dict[str, float]]] = {"conveyor": [], "pandas": []}
+        for _ in range(max(1, args.repeat)):
+            runs["conveyor"].append(measure(conveyor_code, path))
+            runs["pandas"].append(measure(pandas_code, path))
+    _report(runs)
     return 0
 
 
-def _report(ours: dict[str, float], theirs: dict[str, float]) -> None:
-    print(f"{'':10} {'time (s)':>10} {'CPU (s)':>10} {'peak RSS (MiB)':>15}")
-    for name, result in (("conveyor", ours), ("pandas", theirs)):
-        rss = result["rss_kb"] / 1024
-        print(f"{name:10} {result['seconds']:>10.2f} {result['cpu']:>10.2f} {rss:>15,.0f}")
+def _median(results: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+def _row(name: str, result: dict[str, float]) -> str:
+    rss = result["rss_kb"] / 1024
+    return f"{name:18} {result['seconds']:>10.2f} {result['cpu']:>10.2f} {rss:>15,.0f}"
+
+
+def _report(runs: dict[str, list[dict[str, float]]]) -> None:
+    print(f"{'':18} {'time (s)':>10} {'CPU (s)':>10} {'peak RSS (MiB)':>15}")
+    for name, results in runs.items():
+        for k, result in enumerate(results, 1):
+            print(_row(f"{name} run {k}", result))
+    ours, theirs = _median(runs["conveyor"]), _median(runs["pandas"])
+    print(_row("conveyor median", ours))
+    print(_row("pandas median", theirs))
     speedup = theirs["seconds"] / ours["seconds"]
     memory = ours["rss_kb"] / theirs["rss_kb"]
     print(f"speed-up: {speedup:.1f}x (goal >= 5x); memory: {memory:.2f} of pandas' (goal <= 0.25)")

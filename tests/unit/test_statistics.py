@@ -514,10 +514,15 @@ def test_parquet_with_infinities_and_no_footer_statistics(tmp_path: Path) -> Non
     assert stats.features["y"].numeric is not None
 
 
-@pytest.mark.parametrize("shift", [(-1.0, 0.0), (0.0, 1.0), (0.5, 0.0), (0.0, -0.5)])
+@pytest.mark.parametrize("road", ["scan", "duckdb"])
+@pytest.mark.parametrize(
+    "shift", [(-1.0, 0.0), (0.0, 1.0), (0.5, 0.0), (0.0, -0.5), (1.0, 0.0), (0.0, -1.0)]
+)
 def test_wrong_footer_ranges_are_caught(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: tuple[float, float]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: tuple[float, float], road: str
 ) -> None:
+    """Whether the Parquet columns are scanned directly (``ties`` is then tallied, and a
+    footer range narrower than its values sends it through the sample) or through DuckDB."""
     import conveyor.data.statistics_numeric as numeric
 
     frame = large_frame(1_000_000)[["normal", "ties"]]
@@ -530,6 +535,8 @@ def test_wrong_footer_ranges_are_caught(
         return {i: (low + shift[0], high + shift[1]) for i, (low, high) in ranges.items()}
 
     monkeypatch.setattr(numeric, "known_ranges", lying)
+    if road == "duckdb":
+        monkeypatch.setattr(numeric, "parquet_scan", lambda *args: (None, []))
     stats = compute_statistics(path)
     for name in frame.columns:
         s = stats.features[name].numeric
@@ -545,3 +552,165 @@ def test_a_zero_minimum_is_reported_as_zero_not_minus_zero(tmp_path: Path) -> No
     x = compute_statistics(path).features["x"].numeric
     assert x is not None and x.min == 0.0 and math.copysign(1.0, x.min) == 1.0
     assert x.zeros == 11
+
+
+# -- the direct Parquet scan (statistics_scan) ------------------------------------------------
+
+
+def awkward_parts(seed: int = 3) -> list[pa.Table]:
+    """Three files' worth of numeric columns that a direct scan must read as DuckDB does:
+    nulls and NaN, +-inf, -0.0, narrow and unsigned integers (``i8`` and ``codes`` span few
+    values: they are tallied), a column that is an integer in one file and a float in
+    another, a column missing from one file, one null in every row of a file, and a name
+    with a dot (left to DuckDB)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for k, n in enumerate([150_000, 70_000, 30_001]):
+        x = rng.normal(5, 3, n)
+        x[rng.random(n) < 0.05] = np.nan
+        x[::997] = np.inf
+        x[1::1499] = -np.inf
+        x[2::101] = -0.0
+        x[3::103] = 0.0
+        columns: dict[str, pa.Array] = {
+            "x": pa.array(x, mask=rng.random(n) < 0.03),
+            "f32": pa.array(rng.lognormal(0, 2, n).astype(np.float32), mask=rng.random(n) < 0.1),
+            "i8": pa.array(rng.integers(-128, 128, n).astype(np.int8), mask=rng.random(n) < 0.2),
+            "u64": pa.array(rng.integers(2**62, 2**64 - 1, n, dtype=np.uint64)),
+            "mixed": pa.array(rng.poisson(3, n).astype(np.float64 if k == 1 else np.int32)),
+            "a.b": pa.array(rng.normal(0, 1, n)),
+            "empty": pa.nulls(n, pa.float64()) if k == 0 else pa.array(rng.normal(0, 1, n)),
+        }
+        codes = (rng.poisson(4, n) + 100).astype(np.uint8)
+        columns["codes"] = pa.array(codes, mask=rng.random(n) < 0.05)
+        if k != 2:
+            columns["partial"] = pa.array(np.arange(n, dtype=np.int64) * (k + 1))
+        parts.append(pa.table(columns))
+    return parts
+
+
+def write_awkward(folder: Path) -> list[pa.Table]:
+    parts = awkward_parts()
+    folder.mkdir()
+    for k, (table, group) in enumerate(zip(parts, [100_000, 16_384, 30_001], strict=True)):
+        pq.write_table(table, folder / f"part-{k}.parquet", row_group_size=group)
+    return parts
+
+
+AWKWARD = ["x", "f32", "i8", "u64", "mixed", "a.b", "empty", "codes", "partial"]
+TALLIED = {"i8", "codes"}  # integer columns whose footers give a small range
+
+
+def check_awkward(stats: SplitStatistics, parts: list[pa.Table], exact: set[str]) -> None:
+    """Every statistic of the awkward columns against numpy; quantiles exact for ``exact``."""
+    for name in AWKWARD:
+        raw = [
+            t.column(name).to_numpy(zero_copy_only=False).astype(float)
+            for t in parts
+            if name in t.column_names
+        ]
+        values = np.concatenate(raw) if raw else np.empty(0)
+        finite = np.sort(values[np.isfinite(values)])
+        feature = stats.features[name]
+        s = feature.numeric
+        assert s is not None, name
+        assert feature.count == np.count_nonzero(~np.isnan(values)), name
+        assert s.infinite == np.count_nonzero(np.isinf(values)), name
+        assert (s.min, s.max) == (finite[0], finite[-1]), name
+        assert s.zeros == np.count_nonzero(finite == 0), name
+        assert s.mean == pytest.approx(finite.mean(), rel=1e-11), name
+        assert s.std == pytest.approx(finite.std(ddof=1), rel=1e-9), name
+        assert s.histogram is not None and s.quantile_histogram is not None, name
+        counts, edges = np.histogram(finite, bins=10)
+        assert (s.histogram.counts, s.histogram.edges) == (counts.tolist(), edges.tolist()), name
+        below = np.searchsorted(finite, s.quantile_histogram.edges[1:-1], "left")
+        assert s.quantile_histogram.counts == np.diff([0, *below, len(finite)]).tolist(), name
+        for key, v in s.quantiles.items():
+            assert rank_error(finite, float(key), v) <= s.quantile_rank_error + 1e-12, name
+        assert s.quantile_rank_error <= 0.005, name
+        if name in exact:
+            assert s.quantile_rank_error == 0.0, name
+            got = [s.quantiles[repr(q)] for q in QUANTILES]
+            assert got == pytest.approx(np.quantile(finite, QUANTILES), rel=1e-12), name
+
+
+def test_direct_scan_agrees_with_numpy(tmp_path: Path) -> None:
+    from conveyor.data.statistics_scan import parquet_scan
+
+    parts = write_awkward(tmp_path / "data")
+    files = sorted((tmp_path / "data").iterdir())
+    rows = sum(len(t) for t in parts)
+    scan, scanned = parquet_scan(files, list(enumerate(AWKWARD)), 2, rows)
+    assert [AWKWARD[i] for i in scanned] == [n for n in AWKWARD if n != "a.b"]  # a.b: DuckDB
+    assert scan is not None
+    assert {AWKWARD[i] for i in scan.integers} == TALLIED | {"u64", "partial"}
+    stats = compute_statistics(tmp_path / "data", exact_quantiles=False, threads=2)
+    check_awkward(stats, parts, exact=TALLIED)
+
+
+def test_tallied_columns_whose_footers_lie_are_sampled_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conveyor.data.statistics_numeric as numeric
+
+    parts = write_awkward(tmp_path / "data")
+    honest = numeric.known_ranges
+
+    def narrow(src: object, columns: object) -> dict[int, tuple[float, float]]:
+        ranges = honest(src, columns)  # type: ignore[arg-type]
+        return {i: (low + 1, high) for i, (low, high) in ranges.items()}
+
+    monkeypatch.setattr(numeric, "known_ranges", narrow)
+    stats = compute_statistics(tmp_path / "data", exact_quantiles=False, threads=2)
+    check_awkward(stats, parts, exact=set())
+
+
+def test_direct_scan_gives_what_duckdb_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same sample (rows whose number in their file is a multiple of the stride), hence the
+    same estimates, the same exact counts; moments equal up to rounding."""
+    import conveyor.data.statistics_numeric as numeric
+
+    write_awkward(tmp_path / "data")
+    scanned = compute_statistics(tmp_path / "data", exact_quantiles=False, threads=2)
+    monkeypatch.setattr(numeric, "parquet_scan", lambda *args: (None, []))
+    duck = compute_statistics(tmp_path / "data", exact_quantiles=False, threads=2)
+    for name, feature in duck.features.items():
+        ours, theirs = scanned.features[name].numeric, feature.numeric
+        assert ours is not None and theirs is not None, name
+        assert scanned.features[name].count == feature.count, name
+        for field in ("mean", "std"):
+            assert getattr(ours, field) == pytest.approx(getattr(theirs, field), rel=1e-10), name
+        rest = {"mean", "std"}
+        if name in TALLIED:  # exact quantiles here, estimates there
+            rest |= {"quantiles", "quantile_rank_error", "quantile_histogram"}
+        assert ours.model_dump(exclude=rest) == theirs.model_dump(exclude=rest), name
+
+
+@pytest.mark.parametrize("arrow_type", [pa.int8(), pa.uint64(), pa.float16(), pa.float64()])
+def test_direct_scan_reads_arrow_buffers_with_offsets_and_nulls(
+    arrow_type: pa.DataType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import conveyor.data.statistics_scan as scan
+    from conveyor.data.statistics_scan import _blocks, _picked, _raw
+
+    monkeypatch.setattr(scan, "SORT_ROWS", 61)  # blocks that start mid-byte of the bitmap
+    rng = np.random.default_rng(5)
+    values = pa.array(rng.integers(0, 100, 1000), mask=rng.random(1000) < 0.3).cast(arrow_type)
+    for array in (values, values.slice(3, 500), values.slice(17, 301), values.dictionary_encode()):
+        expected = array.to_numpy(zero_copy_only=False).astype(float)
+        raw, valid = _raw(array)
+        got = raw.astype(float)
+        if valid is not None:
+            got[~valid] = np.nan
+        assert np.array_equal(got, expected, equal_nan=True)
+        positions = np.arange(2, len(array), 7)
+        assert np.array_equal(_picked(array, positions), expected[positions], equal_nan=True)
+        blocks = []
+        for part, valid_part in _blocks(array):
+            block = part.astype(float)
+            if valid_part is not None:
+                block[~valid_part] = np.nan
+            blocks.append(block)
+        assert np.array_equal(np.concatenate(blocks), expected, equal_nan=True)

@@ -14,11 +14,19 @@ Every pass is one DuckDB aggregate query over all numeric columns; per column it
 histograms and the sums around the mean.
 
 **Large data**: quantiles are estimated first from a deterministic sample of about 2^18 rows
-(which also gives the shift). When the Parquet footers give every column's exact range, the
-equal-width edges are known too, and a single pass computes everything; columns whose range
-the footers do not give (or give wrong) get a second pass. From the exact counts, each
+(which also gives the shift). When the range of a column is known (the Parquet footers give
+it), the equal-width edges are known too, and a single pass computes everything; columns whose
+range the footers do not give (or give wrong) get a second pass. From the exact counts, each
 estimate's exact rank interval is known: ``quantile_rank_error`` is that measured error, a
 certificate rather than an a-priori promise (``docs/statistics.md``).
+
+Plain integer and float columns of Parquet files take a faster road to the same numbers:
+:mod:`~conveyor.data.statistics_scan` samples the same rows and counts the same boundaries
+with pyarrow and numpy (sorted blocks instead of DuckDB's per-value binary search), and finds
+the exact range of columns whose footers lack one while sampling; integer columns of small
+range are not sampled but tallied value by value, which makes their quantiles exact too.
+Everything else (in-memory tables, CSV, datetimes, decimals, hive partition columns, many
+small files) goes through the DuckDB queries above.
 """
 
 from __future__ import annotations
@@ -26,13 +34,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
 from conveyor.data.statistics_model import FeatureType, Histogram, NumericStatistics
-from conveyor.data.statistics_source import StatsSource, quote
+from conveyor.data.statistics_scan import ColumnCounts, ParquetScan, parquet_scan
+from conveyor.data.statistics_source import StatsSource, quote, sample_stride
 
 __all__ = [
     "EXACT_QUANTILE_ROWS",
@@ -53,6 +63,12 @@ SAMPLE_VALUES = 4_000_000
 """Upper bound on sampled values over all numeric columns (32 MB of doubles)."""
 MIN_SAMPLE = 1_000
 """A column with fewer sampled values (a sparse one) gets exact quantiles when it is small."""
+TALLY_RANGE = 1 << 12
+"""Integer Parquet columns whose footers give a range of fewer values than this (codes,
+counts, ratings, ages) are tallied value by value instead of sampled, sorted and counted:
+their quantiles are exact, and they are left out of the sample pass. (The tally of a block is
+a ``bincount`` as long as the range: beyond a few thousand values, sorting costs less.)"""
+_SCANNED_TYPES = (FeatureType.INT, FeatureType.FLOAT)
 SIGNIFICANT_DIGITS = 12
 """Means and standard deviations are rounded to this many digits: parallel sums differ in
 their last bits from run to run, and statistics should not."""
@@ -204,34 +220,156 @@ def numeric_statistics(
 def _estimate(
     src: StatsSource, columns: Sequence[NumericColumn], states: list[_State], plan: _Plan
 ) -> None:
-    """Large data: quantile estimates and shifts from a sample, then one pass; columns whose
-    range the Parquet footers give (correctly) need no other. Sparse columns get exact
-    quantiles from one more query."""
-    samples = _sample(src, columns)
+    """Large data: quantile estimates from a sample, then one counting pass. Plain numeric
+    Parquet columns are sampled and counted by :mod:`~conveyor.data.statistics_scan` (small-
+    range integer columns are not sampled but tallied value by value, which makes everything
+    about them exact); the others by DuckDB (their range from the footers; columns without
+    one get a second pass in :func:`_finish`). Sparse columns get exact quantiles from one
+    more query."""
+    size = min(SAMPLE_ROWS, max(2**12, SAMPLE_VALUES // len(columns)))
+    stride = sample_stride(src.num_rows, size)
+    scan, scanned_list = parquet_scan(
+        src.files,
+        [(i, col.name) for i, col in enumerate(columns) if col.type in _SCANNED_TYPES],
+        src.threads,
+        src.num_rows,
+    )
+    scanned = set(scanned_list)
+    rest = [i for i in range(len(columns)) if i not in scanned]
+    samples = _sample(src, columns, rest, size)
     ranges = known_ranges(src, columns)
+    tallied = _tallied(scan, ranges) if scan is not None else {}
+    if scan is not None:
+        sampled = scanned - set(tallied)
+        found, exact = scan.only(sampled).sample(stride, sampled - set(ranges))
+        samples.update(found)
+        ranges.update(exact)
     asks = []
-    for i, values in enumerate(samples):
-        state = states[i]
-        if len(values):
-            at = np.rint(np.asarray(plan.positions) * (len(values) - 1)).astype(np.int64)
-            state.quantiles = values[at].tolist()
-            state.shift = float(values.mean())
-        state.range = ranges.get(i) if len(values) >= MIN_SAMPLE else None
+    for i, state in enumerate(states):
+        _from_sample(state, samples.get(i, np.empty(0)), ranges.get(i), plan)
+        state.shift = None if i in scanned else state.shift
         boundaries = _boundaries(state, plan)
-        asks.append(_Ask(moments=not boundaries, shift=state.shift, boundaries=boundaries))
+        ask = _Ask(moments=not boundaries, shift=state.shift, boundaries=boundaries)
+        asks.append(_Ask() if i in scanned else ask)
     _aggregate(src, columns, states, plan, asks)
     wrong = [
         _Ask(moments=bool(a.boundaries) and not s.finite) for a, s in zip(asks, states, strict=True)
     ]
     _aggregate(src, columns, states, plan, wrong)  # footers lied: moments the usual way
+    if scan is not None:
+        misfits = _scan_count(scan, states, plan, scanned - set(tallied), tallied)
+        if misfits:  # the footers gave a wrong range: sample and count them as the others
+            found, exact = scan.only(misfits).sample(stride, misfits)
+            for i in misfits:
+                samples[i] = found.get(i, np.empty(0))
+                _from_sample(states[i], samples[i], exact.get(i), plan)
+            _scan_count(scan, states, plan, misfits, {})
     sparse = [
-        _Ask(exact_quantiles=len(v) < MIN_SAMPLE and 0 < s.finite <= EXACT_QUANTILE_ROWS)
-        for v, s in zip(samples, states, strict=True)
+        _Ask(
+            exact_quantiles=not s.exact
+            and len(samples.get(i, ())) < MIN_SAMPLE
+            and 0 < s.finite <= EXACT_QUANTILE_ROWS
+        )
+        for i, s in enumerate(states)
     ]
     _aggregate(src, columns, states, plan, sparse)
     for state in states:
         if state.finite and state.quantiles is None:  # no sampled value: bracket by min/max
             state.quantiles = [state.min if q < 0.5 else state.max for q in plan.positions]  # type: ignore[misc]
+
+
+def _from_sample(
+    state: _State, values: np.ndarray, span: tuple[float, float] | None, plan: _Plan
+) -> None:
+    """Quantile estimates (order statistics of the sorted sample ``values``) and the shift;
+    the range is kept for the histogram boundaries unless the sample is too sparse."""
+    if len(values):
+        at = np.rint(np.asarray(plan.positions) * (len(values) - 1)).astype(np.int64)
+        state.quantiles = values[at].tolist()
+        state.shift = float(values.mean())
+    state.range = span if len(values) >= MIN_SAMPLE else None
+
+
+def _tallied(
+    scan: ParquetScan, ranges: dict[int, tuple[float, float]]
+) -> dict[int, tuple[int, int]]:
+    """The integer columns whose footers give a range of at most :data:`TALLY_RANGE` values
+    (well inside the integers a double holds exactly): (low, high) by column index."""
+    out = {}
+    for i in scan.integers:
+        if i in ranges:
+            low, high = math.floor(ranges[i][0]), math.ceil(ranges[i][1])
+            if high - low < TALLY_RANGE and max(-low, high) < 2**53:
+                out[i] = (low, high)
+    return out
+
+
+def _scan_count(
+    scan: ParquetScan,
+    states: list[_State],
+    plan: _Plan,
+    counted: set[int],
+    tallied: dict[int, tuple[int, int]],
+) -> set[int]:
+    """The counting pass of the scanned columns; the tallied columns whose values do not all
+    lie in the range the footers gave (to be sampled and counted again)."""
+    bounds = {i: _boundaries(states[i], plan) or [] for i in counted}
+    counts, tallies = scan.count(
+        {i: np.asarray(b, dtype=np.float64) for i, b in bounds.items()}, tallied
+    )
+    for i, found in counts.items():
+        _absorb_counts(states[i], bounds[i], found)
+    for i, occurrences in tallies.items():
+        if occurrences is not None:
+            _absorb_tally(states[i], tallied[i][0], occurrences, plan)
+    return {i for i, occurrences in tallies.items() if occurrences is None}
+
+
+def _absorb_counts(state: _State, boundaries: list[float], counts: ColumnCounts) -> None:
+    """The state after a direct scan: everything exact. When the data does not span the range
+    the boundaries assumed (wrong footers), :func:`_finish` recounts the histograms."""
+    state.finite, state.infinite, state.zeros = counts.finite, counts.infinite, counts.zeros
+    if counts.finite:
+        state.min, state.max = counts.min + 0.0, counts.max + 0.0  # + 0.0: -0.0 -> 0.0
+        state.shift, state.sums = counts.mean, (0.0, counts.m2)
+        state.total = counts.mean * counts.finite
+    state.at_most = dict(zip(boundaries, (int(c) for c in counts.at_most), strict=True))
+
+
+def _absorb_tally(state: _State, low: int, occurrences: np.ndarray, plan: _Plan) -> None:
+    """Everything exact from how often each integer occurs: moments in integer arithmetic,
+    quantiles as ``quantile_cont`` gives them (linear between the two order statistics
+    around ``q (n - 1)``), the counts at every histogram boundary."""
+    present = np.flatnonzero(occurrences)
+    if not len(present):
+        return
+    offsets, counts = present.tolist(), occurrences[present].tolist()
+    n = sum(counts)
+    s1 = sum(k * c for k, c in zip(offsets, counts, strict=True))
+    s2 = sum(k * k * c for k, c in zip(offsets, counts, strict=True))
+    values = (present + low).astype(np.float64)  # exact: |value| < 2^53
+    state.finite, state.infinite = n, 0
+    state.min, state.max = float(values[0]) + 0.0, float(values[-1]) + 0.0
+    state.zeros = int(occurrences[-low]) if 0 <= -low < len(occurrences) else 0
+    state.shift = (low * n + s1) / n  # exact integers, one rounding
+    state.sums = (0.0, float(Fraction(n * s2 - s1 * s1, n)))
+    cumulative = np.cumsum(occurrences[present])
+
+    def at_rank(rank: int) -> float:
+        return float(values[np.searchsorted(cumulative, rank, "right")])
+
+    quantiles = []
+    for q in plan.positions:
+        position = q * (n - 1)
+        below = math.floor(position)
+        low_value = at_rank(below)
+        high_value = at_rank(min(below + 1, n - 1))
+        quantiles.append(low_value + (high_value - low_value) * (position - below))
+    state.quantiles, state.exact = quantiles, True
+    state.range = (state.min, state.max)
+    boundaries = _boundaries(state, plan) or []
+    at_most = np.concatenate([[0], cumulative])[np.searchsorted(values, boundaries, "right")]
+    state.at_most = dict(zip(boundaries, (int(c) for c in at_most), strict=True))
 
 
 def _finish(
@@ -251,15 +389,18 @@ def _finish(
     _aggregate(src, columns, states, plan, asks)
 
 
-def _sample(src: StatsSource, columns: Sequence[NumericColumn]) -> list[np.ndarray]:
-    """Sorted finite sampled values of each column."""
-    size = min(SAMPLE_ROWS, max(2**12, SAMPLE_VALUES // len(columns)))
-    select = ", ".join(f"{col.value} AS c{i}" for i, col in enumerate(columns))
+def _sample(
+    src: StatsSource, columns: Sequence[NumericColumn], wanted: Sequence[int], size: int
+) -> dict[int, np.ndarray]:
+    """Sorted finite sampled values of the ``wanted`` columns (by index), through DuckDB."""
+    if not wanted:
+        return {}
+    select = ", ".join(f"{columns[i].value} AS c{i}" for i in wanted)
     sample = src.query(src.sample_sql(select, size)).fetchnumpy()
-    return [
-        np.sort(np.ma.compressed(np.ma.asarray(sample[f"c{i}"], dtype=np.float64)))
-        for i in range(len(columns))
-    ]
+    return {
+        i: np.sort(np.ma.compressed(np.ma.asarray(sample[f"c{i}"], dtype=np.float64)))
+        for i in wanted
+    }
 
 
 def known_ranges(

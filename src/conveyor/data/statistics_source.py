@@ -39,6 +39,7 @@ __all__ = [
     "feature_type",
     "open_source",
     "quote",
+    "sample_stride",
     "source_files",
     "split_of",
 ]
@@ -99,6 +100,7 @@ class StatsSource:
         num_rows: rows in the source.
         description: how messages name the source (a file, a folder, "DataFrame").
         files: the Parquet files read (empty for in-memory data).
+        threads: DuckDB's thread count, which the direct Parquet scans use too.
     """
 
     con: duckdb.DuckDBPyConnection
@@ -108,6 +110,7 @@ class StatsSource:
     description: str
     files: list[Path] = field(default_factory=list)
     memory_table: Any = None
+    threads: int = 1
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
         """Run ``sql``; DuckDB's errors become DataSourceError naming the source."""
@@ -136,8 +139,7 @@ class StatsSource:
         if size >= self.num_rows:
             return f"SELECT {select} FROM {self.relation}"
         if self.memory_table is None:
-            stride = _prime_at_least(self.num_rows // size)
-            where = f"file_row_number % {stride} = 0"
+            where = f"file_row_number % {sample_stride(self.num_rows, size)} = 0"
             return f"SELECT {select} FROM {self._parquet_call()} WHERE {where}"
         rng = np.random.default_rng(_SAMPLE_SEED)
         positions = np.sort(rng.choice(self.num_rows, size=size, replace=False))
@@ -150,6 +152,17 @@ class StatsSource:
 
     def _parquet_call(self) -> str:
         return f"read_parquet({self.file_list()}, hive_partitioning = true, union_by_name = true)"
+
+
+def sample_stride(num_rows: int, size: int) -> int:
+    """The stride of a systematic sample of about ``size`` of ``num_rows`` rows: 1 (every row)
+    when there are no more rows than that, else the smallest prime >= ``num_rows // size``.
+
+    Example:
+        >>> sample_stride(10_000_000, 2**18), sample_stride(100, 2**18)
+        (41, 1)
+    """
+    return 1 if size >= num_rows else _prime_at_least(num_rows // size)
 
 
 def _prime_at_least(n: int) -> int:
@@ -325,6 +338,8 @@ def _open(con: Any, source: Any, exclude: Sequence[str]) -> StatsSource:
     else:
         stats.relation, stats.memory_table = _register_memory(con, source)
     stats.columns = _columns_checked(stats, exclude)
+    ((threads,),) = stats.query("SELECT current_setting('threads')").fetchall()
+    stats.threads = int(threads)
     ((rows,),) = stats.query(f"SELECT count(*) FROM {stats.relation}").fetchall()
     stats.num_rows = int(rows)
     return stats
