@@ -24,6 +24,7 @@ from conveyor.cli import (
     run,
     runs,
     runs_compare,
+    serve,
     show,
 )
 from conveyor.cli.data import data_app, schema_app
@@ -98,6 +99,7 @@ app.add_typer(runs.app, name="runs", help="List and inspect pipeline runs.")
 app.add_typer(artifacts.app, name="artifacts", help="List and inspect artifacts.")
 app.command("lineage")(lineage.lineage_command)
 app.command("show")(show.show_command)
+app.command("serve")(serve.serve_command)
 app.add_typer(data_app, name="data", help="Describe, compare and validate data.")
 app.add_typer(schema_app, name="schema", help="Show and compare data schemas.")
 models.app.command("evaluate")(models_evaluate.evaluate_command)
