@@ -21,6 +21,7 @@ from conveyor.cli import (
     lineage,
     models,
     models_evaluate,
+    predictions,
     run,
     runs,
     runs_compare,
@@ -100,6 +101,7 @@ app.add_typer(artifacts.app, name="artifacts", help="List and inspect artifacts.
 app.command("lineage")(lineage.lineage_command)
 app.command("show")(show.show_command)
 app.command("serve")(serve.serve_command)
+app.add_typer(predictions.app, name="predictions", help="Read the prediction log.")
 app.add_typer(data_app, name="data", help="Describe, compare and validate data.")
 app.add_typer(schema_app, name="schema", help="Show and compare data schemas.")
 models.app.command("evaluate")(models_evaluate.evaluate_command)
