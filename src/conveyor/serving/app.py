@@ -9,12 +9,15 @@
   tensor extension; no Content-Type needed);
 - TF Serving: ``GET /v1/models/{m}[/versions/{v}|/labels/{l}][/metadata]``,
   ``POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict`` (``instances`` or ``inputs``);
-- ``POST /v1/feedback``: ``{"request_id", "label"}`` or ``{"feedback": [...]}``.
+- ``POST /v1/feedback``: ``{"request_id", "label"}`` or ``{"feedback": [...]}`` (needs
+  ``Authorization: Bearer <token>`` when the app has a ``token``);
+- ``GET /metrics``: Prometheus metrics (:mod:`conveyor.serving.metrics`).
 
 Inputs are checked against the bundle's signature before predicting; a client's mistake is a
 4xx ``{"error": ...}`` naming the field, never a 500. Every answer carries ``X-Model-Version``
 and ``X-Request-Id`` (echoed, or generated); every prediction goes to the prediction log under
-``<artifact_url>/predictions``, flushed when the app shuts down.
+``<artifact_url>/predictions``, flushed when the app shuts down. Every request is counted in
+the app's own Prometheus registry and logged as one JSON line on ``conveyor.serving.access``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -42,7 +46,9 @@ from conveyor.modeling.bundle import LoadedBundle
 from conveyor.modeling.bundle_errors import SignatureError
 from conveyor.modeling.bundle_signature import Signature
 from conveyor.registry import ModelRegistry
+from conveyor.serving.auth import require_token
 from conveyor.serving.feedback import FeedbackStore
+from conveyor.serving.metrics import OpsMiddleware, ServingMetrics, tag
 from conveyor.serving.models import ServedModels
 from conveyor.serving.prediction_log import PredictionLog, PredictionRecord
 from conveyor.serving.protocols import TabularBatch, tfserving, v2
@@ -72,6 +78,7 @@ class ServingState:
     log: PredictionLog
     feedback: FeedbackStore
     max_body_bytes: int
+    metrics: ServingMetrics
     ready: bool = False
 
 
@@ -231,6 +238,7 @@ class _Endpoints:
         """``GET /v2/models/{m}[/versions/{v}]``: metadata, read without loading the model."""
         try:
             model, decision = self._v2_decision(request)
+            tag(request, model, decision.version, decision.route_name)
             manifest = await run_in_threadpool(self.state.models.manifest, model, decision.version)
             signature = manifest.signature
             inputs = [
@@ -252,6 +260,7 @@ class _Endpoints:
             model, decision = self._v2_decision(request)
         except Exception as exc:
             return _error(exc, None)
+        tag(request, model, decision.version, decision.route_name)
         ready = self.state.models.ready(model, decision.version)
         return _json(
             v2.model_ready_response(model, ready),
@@ -268,6 +277,7 @@ class _Endpoints:
             parsed = v2.parse_infer_request(body, dict(request.headers))
             request_id = parsed.id or request_id or uuid.uuid4().hex
             model, decision = self._v2_decision(request)
+            tag(request, model, decision.version, decision.route_name)
             outputs = await run_in_threadpool(
                 self._run,
                 model,
@@ -316,6 +326,7 @@ class _Endpoints:
         """``GET /v1/models/{m}[/versions/{v}|/labels/{l}][/metadata]``: status or metadata."""
         try:
             model, decision, suffix, verb = self._tf_target(request.path_params["path"])
+            tag(request, model, decision.version, decision.route_name)
             if verb:
                 raise ProtocolError(405, f":{verb} needs POST")
             headers = {MODEL_VERSION: str(decision.version)}
@@ -350,6 +361,7 @@ class _Endpoints:
         request_id = _request_id(request)
         try:
             model, decision, suffix, verb = self._tf_target(request.path_params["path"])
+            tag(request, model, decision.version, decision.route_name)
             if verb != "predict" or suffix:
                 raise not_found(f"no such endpoint: POST /v1/models/{request.path_params['path']}")
             body = await _body(request, self.state.max_body_bytes)
@@ -414,6 +426,7 @@ def create_app(
     flush_interval_s: float = 1.0,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     preload: bool = True,
+    token: str | None = None,
 ) -> Starlette:
     """The serving app over ``workspace``'s registry and artifact store.
 
@@ -424,19 +437,31 @@ def create_app(
         flush_interval_s: How often the prediction log is flushed.
         max_body_bytes: Largest request body accepted; bigger ones get a 413.
         preload: Load every deployed version at startup (readiness waits for it).
+        token: When set, ``POST /v1/feedback`` (and any management endpoint) needs
+            ``Authorization: Bearer <token>``; otherwise it is a 401 and nothing changes.
 
     Raises:
         NotFoundError: A name in ``models`` is not registered or has no alias.
+        ValueError: ``token`` is an empty string.
     """
+    if token is not None and not token:
+        raise ValueError("the auth token must not be empty")
     served = ServedModels(
         ModelRegistry(workspace), models=models, memory_budget_bytes=memory_budget_bytes
     )
     root = workspace.settings.artifact_url.rstrip("/")
+    log = PredictionLog(f"{root}/predictions", flush_interval_s=flush_interval_s)
+    metrics = ServingMetrics(
+        models_loaded=lambda: len(served.cache.loaded()),
+        log_pending=lambda: log.pending,
+        log_dropped=lambda: log.dropped,
+    )
     state = ServingState(
         models=served,
-        log=PredictionLog(f"{root}/predictions", flush_interval_s=flush_interval_s),
+        log=log,
         feedback=FeedbackStore(root),
         max_body_bytes=max_body_bytes,
+        metrics=metrics,
     )
     endpoints = _Endpoints(state)
 
@@ -462,13 +487,15 @@ def create_app(
         ("/v2/models/{model}/versions/{version}", endpoints.v2_model, get),
         ("/v2/models/{model}/versions/{version}/ready", endpoints.v2_model_ready, get),
         ("/v2/models/{model}/versions/{version}/infer", endpoints.v2_infer, post),
-        ("/v1/feedback", endpoints.feedback, post),
+        ("/v1/feedback", require_token(endpoints.feedback, token), post),
+        ("/metrics", metrics.endpoint, get),
         ("/v1/models/{path:path}", endpoints.tf_get, get),
         ("/v1/models/{path:path}", endpoints.tf_post, post),
     ]
     app = Starlette(
         routes=[Route(path, handler, methods=methods) for path, handler, methods in handlers],
         lifespan=lifespan,
+        middleware=[Middleware(OpsMiddleware, metrics=metrics, request_id_header=REQUEST_ID)],
         exception_handlers={ConveyorError: _conveyor_error, 404: _not_found, 405: _not_allowed},
     )
     app.state.serving = state
