@@ -22,6 +22,7 @@ the app's own Prometheus registry and logged as one JSON line on ``conveyor.serv
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -222,9 +223,7 @@ class _Endpoints:
 
     async def v2_ready(self, request: Request) -> Response:
         """``GET /v2/health/ready``: 200 once every deployed version was loaded."""
-        ready = self.state.ready and all(
-            self.state.models.ready(m, v) for m, v in self.state.models.deployed()
-        )
+        ready = self.state.ready and self.state.models.all_loaded()
         return _json(v2.server_ready_response(ready), 200 if ready else 503)
 
     def _v2_decision(self, request: Request) -> tuple[str, Decision]:
@@ -427,6 +426,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     preload: bool = True,
     token: str | None = None,
+    reload_interval_s: float | None = 2.0,
 ) -> Starlette:
     """The serving app over ``workspace``'s registry and artifact store.
 
@@ -439,13 +439,17 @@ def create_app(
         preload: Load every deployed version at startup (readiness waits for it).
         token: When set, ``POST /v1/feedback`` (and any management endpoint) needs
             ``Authorization: Bearer <token>``; otherwise it is a 401 and nothing changes.
+        reload_interval_s: How often the registry's aliases are re-read while serving (hot
+            reload, :meth:`ServedModels.refresh`); None turns the watcher off.
 
     Raises:
         NotFoundError: A name in ``models`` is not registered or has no alias.
-        ValueError: ``token`` is an empty string.
+        ValueError: ``token`` is an empty string, or ``reload_interval_s`` is not positive.
     """
     if token is not None and not token:
         raise ValueError("the auth token must not be empty")
+    if reload_interval_s is not None and not reload_interval_s > 0:
+        raise ValueError(f"reload_interval_s must be > 0 or None, got {reload_interval_s!r}")
     served = ServedModels(
         ModelRegistry(workspace), models=models, memory_budget_bytes=memory_budget_bytes
     )
@@ -470,10 +474,19 @@ def create_app(
         if preload:
             await run_in_threadpool(served.preload)
         state.ready = True
+        watcher = (
+            asyncio.create_task(_watch(served, reload_interval_s))
+            if reload_interval_s is not None
+            else None
+        )
         try:
             yield
         finally:
             state.ready = False
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await run_in_threadpool(state.log.close)
 
     get, post = ["GET"], ["POST"]
@@ -500,6 +513,16 @@ def create_app(
     )
     app.state.serving = state
     return app
+
+
+async def _watch(served: ServedModels, interval_s: float) -> None:
+    """Hot reload: re-read the registry's aliases every ``interval_s`` seconds."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await run_in_threadpool(served.refresh)
+        except Exception:
+            logger.exception("hot reload: reading the registry failed")
 
 
 async def _conveyor_error(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,8 @@
   the least recently used ones beyond the memory budget.
 
 Metadata (signature, versions) is read from the bundle manifest without loading the model.
+:meth:`ServedModels.refresh` re-reads the aliases while serving (hot reload: load the new
+version, then swap the route, then unload the old one when idle).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,10 @@ from conveyor.serving.router import Decision, Route, Router, RoutingError
 __all__ = ["ServedModel", "ServedModels", "bundle_size_bytes"]
 
 logger = logging.getLogger(__name__)
+
+RETIRE_GRACE_S = 10.0
+"""Seconds after a hot reload during which a retired version loaded again by a late request
+is unloaded when that request ends."""
 
 
 def bundle_size_bytes(folder: str | Path) -> int:
@@ -74,24 +81,101 @@ class ServedModels:
         self.cache: ModelCache[ServedModel] = ModelCache(self._load, memory_budget_bytes)
         self._uris: dict[tuple[str, int], str] = {}
         self._failed: set[tuple[str, int]] = set()
+        self._refresh_lock = threading.Lock()
+        self._refreshed = False
+        self._retired_lock = threading.Lock()
+        self._retired: dict[tuple[str, int], float] = {}  # key -> end of its grace period
         self.refresh()
 
     # -- registry -------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Read models, aliases and versions from the registry and update the routes."""
-        with self._lock:
-            summaries = {s.name: s for s in self.registry.models()}
-            names = self._only if self._only is not None else sorted(summaries)
-            for name in names:
-                summary = summaries.get(name)
-                if summary is None or not summary.aliases:
-                    raise NotFoundError(f"model {name!r} is not registered or has no alias")
-                versions = {v.version for v in self.registry.list(name)}
-                versions.update(summary.aliases.values())
-                self.router.set_versions(name, versions)
-                for alias, version in summary.aliases.items():
-                    self.router.update(name, Route(alias, {version: 1.0}))
+        """Re-read models, aliases and versions from the registry and apply them live.
+
+        The first call (from the constructor) only sets the routes; versions load lazily or
+        through :meth:`preload`. Every later call is a hot reload:
+
+        - a version an alias moves to (or a new aliased model's version) is loaded first,
+          and only then does the route swap to it (an atomic :meth:`Router.update`), so no
+          request waits for a load or fails during the swap;
+        - a version that fails to load is logged and the alias keeps its old version (a new
+          model stays unserved); the next refresh tries again;
+        - removed aliases and models disappear; a version no alias routes to any more is
+          evicted without waiting: it unloads when its in-flight requests end.
+
+        Refreshes never run concurrently (the watcher and a direct call serialize).
+
+        Raises:
+            NotFoundError: On the first call, a name in ``models`` is not registered or has
+                no alias (later, such a model is dropped with a warning).
+        """
+        with self._refresh_lock:
+            initial = not self._refreshed
+            with self._lock:
+                summaries = {s.name: s for s in self.registry.models()}
+                names = self._only if self._only is not None else sorted(summaries)
+                wanted: dict[str, tuple[dict[str, int], set[int]]] = {}
+                for name in names:
+                    summary = summaries.get(name)
+                    if summary is None or not summary.aliases:
+                        if initial:
+                            raise NotFoundError(f"model {name!r} is not registered or has no alias")
+                        if name in self.router.models():
+                            logger.warning("%s has no alias any more: no longer served", name)
+                        continue
+                    versions = {v.version for v in self.registry.list(name)}
+                    wanted[name] = (dict(summary.aliases), versions)
+            before = set(self.deployed())
+            for name, (aliases, versions) in wanted.items():
+                self._apply(name, aliases, versions, load=not initial)
+            for name in self.router.models():
+                if name not in wanted:
+                    self.router.remove(name)
+            self._refreshed = True
+            after = set(self.deployed())
+            with self._retired_lock:
+                for key in after:
+                    self._retired.pop(key, None)
+                deadline = time.monotonic() + RETIRE_GRACE_S
+                for key in before - after:
+                    self._retired[key] = deadline
+            for model, version in sorted(before - after):
+                if self.cache.evict(model, version):
+                    logger.info("%s version %d is no longer deployed: unloading", model, version)
+
+    def _apply(self, name: str, aliases: dict[str, int], versions: set[int], *, load: bool) -> None:
+        """Route every alias of one model to its version, loading new versions first."""
+        current = self.router.routes(name)
+        routed = {v for route in current.values() for v in route.versions}
+        loadable: set[int] = set(routed)
+        for version in sorted(set(aliases.values()) - routed):
+            if not load:
+                loadable.add(version)
+                continue
+            try:
+                self.cache.preload([(name, version)])
+            except Exception as exc:
+                logger.error(
+                    "hot reload: %s version %d failed to load, keeping the current version: %s",
+                    name,
+                    version,
+                    exc,
+                )
+                continue
+            loadable.add(version)
+        self.router.set_versions(name, versions | set(aliases.values()))
+        for alias, version in aliases.items():
+            route = current.get(alias)
+            if route is not None and set(route.weights) == {version} and not route.shadows:
+                continue
+            if version not in loadable:
+                continue  # the old route (if any) keeps serving
+            if route is not None:
+                logger.info("hot reload: %s alias %r moves to version %d", name, alias, version)
+            self.router.update(name, Route(alias, {version: 1.0}))
+        for alias in current.keys() - aliases.keys():
+            logger.info("hot reload: %s alias %r was removed", name, alias)
+            self.router.remove(name, alias)
 
     def names(self) -> list[str]:
         """The served model names, sorted."""
@@ -137,8 +221,30 @@ class ServedModels:
     @contextlib.contextmanager
     def use(self, model: str, version: int) -> Iterator[LoadedBundle]:
         """The loaded bundle of one version, pinned for the ``with`` block."""
-        with self.cache.use(model, version) as served:
-            yield served.bundle
+        try:
+            with self.cache.use(model, version) as served:
+                yield served.bundle
+        finally:
+            if self._retired:
+                self._reap(model, version)
+
+    def _reap(self, model: str, version: int) -> None:
+        """Unload a version retired by a hot reload that a request loaded again.
+
+        A request that resolved the old version just before the swap may pin it only after
+        the eviction, loading it afresh; it answers normally and the version is unloaded
+        again when it is done (for :data:`RETIRE_GRACE_S` after the retirement).
+        """
+        key = (model, version)
+        with self._retired_lock:
+            deadline = self._retired.get(key)
+            if deadline is None:
+                return
+            if time.monotonic() > deadline:
+                del self._retired[key]
+                return
+        if key not in self.deployed():
+            self.cache.evict(model, version)
 
     def manifest(self, model: str, version: int) -> BundleManifest:
         """A version's manifest, read without loading the model."""
@@ -159,6 +265,10 @@ class ServedModels:
                 self.cache.get(model, version)
             except Exception as exc:
                 logger.warning("could not load %s version %d: %s", model, version, exc)
+
+    def all_loaded(self) -> bool:
+        """Whether every deployed (aliased) version is loaded: the server's readiness."""
+        return self.cache.ready(self.deployed())
 
     def ready(self, model: str, version: int) -> bool:
         """Whether a version can answer: it is served and its last load did not fail."""

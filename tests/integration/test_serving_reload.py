@@ -1,0 +1,206 @@
+"""Hot reload end to end: aliases moved in the registry while a real uvicorn server answers."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from conveyor.config import load_settings
+from conveyor.core.materializers import save_artifact
+from conveyor.modeling.bundle import ModelBundle, save_bundle
+from conveyor.registry import ModelRegistry
+from conveyor.serving.app import create_app
+from conveyor.serving.models import ServedModels
+from conveyor.serving.server import BackgroundServer, parse_size
+from conveyor.store.metadata import NewArtifact
+from conveyor.store.workspace import Workspace
+
+INSTANCES = {"instances": [{"x": 0.5, "n": 1, "city": "Lyon"}, {"x": -1.0, "n": 3, "city": "Nice"}]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bundle_artifact(ws: Workspace, root: Path, seed: int) -> tuple[int, Path]:
+    """Train and store one bundle; returns its artifact id and stored folder."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=200),
+            "n": rng.integers(0, 10, 200),
+            "city": rng.choice(["Lyon", "Paris", "Nice"], 200),
+        }
+    )
+    y = ((frame["x"] + (frame["city"] == "Paris") + rng.normal(0, 0.3, 200)) > 0.5).astype(int)
+    prep = ColumnTransformer(
+        [("city", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"
+    ).fit(frame)
+    model = LogisticRegression().fit(prep.transform(frame), y)
+    folder = root / f"bundle-{seed}"
+    save_bundle(folder, model, signature=frame, task="binary", preprocessing=prep)
+    handle = ModelBundle(uri="", path=folder, type_name="ModelBundle", sha256="")
+    stored, type_name, props = save_artifact(ws.artifacts, handle)
+    meta = ws.metadata
+    run = meta.create_run(meta.register_pipeline("train", {}, "h"), {}, {}, "host", 1)
+    execution = meta.create_executions(run.id, [("train", "train", {})])["train"]
+    made = meta.succeed_execution(
+        execution,
+        {},
+        {"model": NewArtifact(type_name, stored.uri, stored.sha256, stored.size, props)},
+    )
+    return made["model"].id, Path(stored.uri)
+
+
+def _register(ws: Workspace, root: Path, seed: int, name: str = "census") -> int:
+    artifact_id, _ = _bundle_artifact(ws, root, seed)
+    record = ModelRegistry(ws).register(name, artifact_id, require_blessing=False)
+    return int(record.version)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    ws = Workspace.open(load_settings(home=tmp_path / "home"))
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+class _Load:
+    """One client thread sending predictions continuously; records status and version."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.results: list[tuple[int, str | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            while not self._stop.is_set():
+                try:
+                    response = http.post("/v1/models/census:predict", json=INSTANCES)
+                    self.results.append(
+                        (response.status_code, response.headers.get("X-Model-Version"))
+                    )
+                except httpx.HTTPError as exc:
+                    self.results.append((-1, repr(exc)))
+
+    def __enter__(self) -> _Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def wait_for(self, version: str, count: int = 20, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while sum(1 for _, v in self.results if v == version) < count:
+            assert time.monotonic() < deadline, f"no answers from version {version}"
+            time.sleep(0.02)
+
+
+def test_alias_moves_without_failed_requests(workspace: Workspace, tmp_path: Path) -> None:
+    registry = ModelRegistry(workspace)
+    artifact_id, _ = _bundle_artifact(workspace, tmp_path, seed=1)
+    registry.register("census", artifact_id, require_blessing=False, alias="production")
+    app = create_app(workspace, memory_budget_bytes=parse_size("256MB"), reload_interval_s=3600)
+    served: ServedModels = app.state.serving.models
+    with (
+        BackgroundServer(app, port=_free_port()) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        assert http.get("/v2/health/ready").status_code == 200
+        with _Load(server.url) as load:
+            load.wait_for("1")
+            version = _register(workspace, tmp_path, seed=2)
+            assert version == 2
+            served.refresh()  # v2 has no alias yet: nothing moves
+            assert served.router.route("census", "production").weights == {1: 1.0}
+            registry.promote("census", 2, reason="hot reload test")
+            served.refresh()
+            load.wait_for("2")
+        assert http.get("/v2/health/ready").status_code == 200
+        assert http.get("/v1/models/census").headers["X-Model-Version"] == "2"
+        assert http.get("/v2/models/census/versions/1/ready").status_code == 200
+    failed = [r for r in load.results if r[0] != 200]
+    assert not failed, failed[:5]
+    versions = [v for _, v in load.results]
+    switch = versions.index("2")
+    assert set(versions[:switch]) == {"1"} and set(versions[switch:]) == {"2"}
+    assert ("census", 1) not in served.cache.loaded()
+    assert ("census", 2) in served.cache.loaded()
+    assert served.deployed() == [("census", 2)]
+
+
+def test_watcher_load_failure_new_and_removed_models(
+    workspace: Workspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = ModelRegistry(workspace)
+    artifact_id, _ = _bundle_artifact(workspace, tmp_path, seed=1)
+    registry.register("census", artifact_id, require_blessing=False, alias="production")
+    app = create_app(workspace, memory_budget_bytes=parse_size("256MB"), reload_interval_s=0.1)
+    served: ServedModels = app.state.serving.models
+
+    def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "the watcher did not apply the change"
+            time.sleep(0.05)
+
+    with (
+        BackgroundServer(app, port=_free_port()) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        # A broken version: the alias keeps the old one, readiness stays, the error is logged.
+        broken_id, broken_folder = _bundle_artifact(workspace, tmp_path, seed=3)
+        for path in broken_folder.rglob("*"):
+            if path.is_file() and path.suffix != ".json":
+                path.write_bytes(b"corrupt")
+        with caplog.at_level(logging.ERROR, logger="conveyor.serving.models"):
+            registry.register("census", broken_id, require_blessing=False)
+            registry.promote("census", 2, reason="broken on purpose")
+            until(lambda: ("census", 2) in served._failed)
+            until(lambda: "failed to load" in caplog.text)
+        assert served.router.route("census", "production").weights == {1: 1.0}
+        answer = http.post("/v1/models/census:predict", json=INSTANCES)
+        assert answer.status_code == 200 and answer.headers["X-Model-Version"] == "1"
+        assert http.get("/v2/health/ready").status_code == 200
+
+        # A new aliased model appears (loaded before it is routed).
+        other_id, _ = _bundle_artifact(workspace, tmp_path, seed=4)
+        registry.register("other", other_id, require_blessing=False, alias="staging")
+        until(lambda: "other" in served.names())
+        assert ("other", 1) in served.cache.loaded()
+        assert http.post("/v1/models/other:predict", json=INSTANCES).status_code == 200
+        assert http.get("/v2/health/ready").status_code == 200
+
+        # Back to a good version in the registry: the broken one was never routed.
+        registry.promote("census", 1, reason="roll back")
+        until(lambda: served.registry.aliases("census") == {"production": 1})
+        answer = http.post("/v1/models/census:predict", json=INSTANCES)
+        assert answer.status_code == 200 and answer.headers["X-Model-Version"] == "1"
+
+        # A model whose last alias is removed disappears and unloads.
+        registry.store.remove_alias("other", "staging", actor="test", reason="retired")
+        until(lambda: "other" not in served.names())
+        assert ("other", 1) not in served.cache.loaded()
+        assert http.post("/v1/models/other:predict", json=INSTANCES).status_code == 404
+        assert http.get("/v2/health/ready").status_code == 200
