@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +13,13 @@ import pandas as pd
 import pytest
 
 from conveyor.config import load_settings
-from conveyor.core.materializers import save_artifact
-from conveyor.modeling.bundle import LoadedBundle, ModelBundle, load_bundle, save_bundle
-from conveyor.registry import ModelRegistry
+from conveyor.modeling.bundle import LoadedBundle, load_bundle
 from conveyor.serving.app import create_app
 from conveyor.serving.feedback import FeedbackStore
 from conveyor.serving.protocols import v2
 from conveyor.serving.server import BackgroundServer, parse_size
-from conveyor.store.metadata import NewArtifact
 from conveyor.store.workspace import Workspace
+from serving_support import free_port, register_production
 
 ROWS = pd.DataFrame(
     {
@@ -41,55 +38,15 @@ class Served:
     server: BackgroundServer
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _register(ws: Workspace, root: Path) -> Path:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import OneHotEncoder
-
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(
-        {
-            "x": rng.normal(size=200),
-            "n": rng.integers(0, 10, 200),
-            "city": rng.choice(["Lyon", "Paris", "Nice"], 200),
-        }
-    )
-    y = ((frame["x"] + (frame["city"] == "Paris") + rng.normal(0, 0.3, 200)) > 0.5).astype(int)
-    prep = ColumnTransformer(
-        [("city", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"
-    ).fit(frame)
-    model = LogisticRegression().fit(prep.transform(frame), y)
-    save_bundle(root / "bundle", model, signature=frame, task="binary", preprocessing=prep)
-    handle = ModelBundle(uri="", path=root / "bundle", type_name="ModelBundle", sha256="")
-    stored, type_name, props = save_artifact(ws.artifacts, handle)
-    meta = ws.metadata
-    run = meta.create_run(meta.register_pipeline("train", {}, "h"), {}, {}, "host", 1)
-    execution = meta.create_executions(run.id, [("train", "train", {})])["train"]
-    made = meta.succeed_execution(
-        execution,
-        {},
-        {"model": NewArtifact(type_name, stored.uri, stored.sha256, stored.size, props)},
-    )
-    registry = ModelRegistry(ws)
-    registry.register("census", made["model"].id, require_blessing=False, alias="production")
-    return Path(registry.load_bundle_path("census", "production"))
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("serving")
     ws = Workspace.open(load_settings(home=root / "home"))
     try:
-        bundle_path = _register(ws, root)
+        bundle_path = register_production(ws, root)
         app = create_app(ws, memory_budget_bytes=parse_size("256MB"), flush_interval_s=0.2)
         app.state.serving.max_body_bytes = 64 << 10
-        server = BackgroundServer(app, port=_free_port())
+        server = BackgroundServer(app, port=free_port())
         server.start()
         try:
             yield Served(server.url, load_bundle(bundle_path), ws.settings.artifact_url, server)
@@ -283,6 +240,6 @@ def test_serve_command_refuses_bad_options(tmp_path: Path, monkeypatch: pytest.M
     runner = CliRunner()
     bad_size = runner.invoke(app, ["serve", "--memory-budget", "lots"])
     assert bad_size.exit_code == 2 and "memory-budget" in bad_size.output
-    unknown = runner.invoke(app, ["serve", "--models", "nope", "--port", str(_free_port())])
+    unknown = runner.invoke(app, ["serve", "--models", "nope", "--port", str(free_port())])
     assert isinstance(unknown.exception, NotFoundError) and "nope" in str(unknown.exception)
     assert parse_size("512MiB") == 512 << 20 and parse_size("2GB") == 2 * 10**9

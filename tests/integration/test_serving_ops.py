@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,16 +16,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.config import load_settings
-from conveyor.core.materializers import save_artifact
-from conveyor.modeling.bundle import ModelBundle, save_bundle
-from conveyor.registry import ModelRegistry
 from conveyor.serving.app import create_app
 from conveyor.serving.feedback import FeedbackStore
 from conveyor.serving.metrics import ACCESS_LOGGER
 from conveyor.serving.protocols import v2
 from conveyor.serving.server import BackgroundServer, parse_size
-from conveyor.store.metadata import NewArtifact
 from conveyor.store.workspace import Workspace
+from serving_support import free_port, register_production
 
 TOKEN = "s3cret-token"
 ROWS = pd.DataFrame({"x": [0.5, -1.25], "n": [1, 7], "city": ["Lyon", "Paris"]})
@@ -39,57 +35,16 @@ class Served:
     workspace: Workspace
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _register(ws: Workspace, root: Path) -> None:
-    """A small logistic regression registered as ``census`` with the ``production`` alias."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import OneHotEncoder
-
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(
-        {
-            "x": rng.normal(size=100),
-            "n": rng.integers(0, 10, 100),
-            "city": rng.choice(["Lyon", "Paris", "Nice"], 100),
-        }
-    )
-    y = (frame["x"] > 0).astype(int)
-    prep = ColumnTransformer(
-        [("city", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"
-    ).fit(frame)
-    model = LogisticRegression().fit(prep.transform(frame), y)
-    save_bundle(root / "bundle", model, signature=frame, task="binary", preprocessing=prep)
-    handle = ModelBundle(uri="", path=root / "bundle", type_name="ModelBundle", sha256="")
-    stored, type_name, props = save_artifact(ws.artifacts, handle)
-    meta = ws.metadata
-    run = meta.create_run(meta.register_pipeline("train", {}, "h"), {}, {}, "host", 1)
-    execution = meta.create_executions(run.id, [("train", "train", {})])["train"]
-    made = meta.succeed_execution(
-        execution,
-        {},
-        {"model": NewArtifact(type_name, stored.uri, stored.sha256, stored.size, props)},
-    )
-    ModelRegistry(ws).register(
-        "census", made["model"].id, require_blessing=False, alias="production"
-    )
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("serving-ops")
     ws = Workspace.open(load_settings(home=root / "home"))
     try:
-        _register(ws, root)
+        register_production(ws, root)
         app = create_app(
             ws, memory_budget_bytes=parse_size("256MB"), flush_interval_s=0.2, token=TOKEN
         )
-        with BackgroundServer(app, port=_free_port()) as server:
+        with BackgroundServer(app, port=free_port()) as server:
             yield Served(server.url, ws.settings.artifact_url, ws)
     finally:
         ws.close()

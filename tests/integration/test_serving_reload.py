@@ -3,72 +3,27 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
 
 from conveyor.config import load_settings
-from conveyor.core.materializers import save_artifact
-from conveyor.modeling.bundle import ModelBundle, save_bundle
 from conveyor.registry import ModelRegistry
 from conveyor.serving.app import create_app
 from conveyor.serving.models import ServedModels
 from conveyor.serving.server import BackgroundServer, parse_size
-from conveyor.store.metadata import NewArtifact
 from conveyor.store.workspace import Workspace
+from serving_support import free_port, store_bundle
 
 INSTANCES = {"instances": [{"x": 0.5, "n": 1, "city": "Lyon"}, {"x": -1.0, "n": 3, "city": "Nice"}]}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _bundle_artifact(ws: Workspace, root: Path, seed: int) -> tuple[int, Path]:
-    """Train and store one bundle; returns its artifact id and stored folder."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import OneHotEncoder
-
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "x": rng.normal(size=200),
-            "n": rng.integers(0, 10, 200),
-            "city": rng.choice(["Lyon", "Paris", "Nice"], 200),
-        }
-    )
-    y = ((frame["x"] + (frame["city"] == "Paris") + rng.normal(0, 0.3, 200)) > 0.5).astype(int)
-    prep = ColumnTransformer(
-        [("city", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"
-    ).fit(frame)
-    model = LogisticRegression().fit(prep.transform(frame), y)
-    folder = root / f"bundle-{seed}"
-    save_bundle(folder, model, signature=frame, task="binary", preprocessing=prep)
-    handle = ModelBundle(uri="", path=folder, type_name="ModelBundle", sha256="")
-    stored, type_name, props = save_artifact(ws.artifacts, handle)
-    meta = ws.metadata
-    run = meta.create_run(meta.register_pipeline("train", {}, "h"), {}, {}, "host", 1)
-    execution = meta.create_executions(run.id, [("train", "train", {})])["train"]
-    made = meta.succeed_execution(
-        execution,
-        {},
-        {"model": NewArtifact(type_name, stored.uri, stored.sha256, stored.size, props)},
-    )
-    return made["model"].id, Path(stored.uri)
-
-
 def _register(ws: Workspace, root: Path, seed: int, name: str = "census") -> int:
-    artifact_id, _ = _bundle_artifact(ws, root, seed)
+    artifact_id, _ = store_bundle(ws, root / f"bundle-{seed}", seed)
     record = ModelRegistry(ws).register(name, artifact_id, require_blessing=False)
     return int(record.version)
 
@@ -119,12 +74,12 @@ class _Load:
 
 def test_alias_moves_without_failed_requests(workspace: Workspace, tmp_path: Path) -> None:
     registry = ModelRegistry(workspace)
-    artifact_id, _ = _bundle_artifact(workspace, tmp_path, seed=1)
+    artifact_id, _ = store_bundle(workspace, tmp_path / "bundle-1", seed=1)
     registry.register("census", artifact_id, require_blessing=False, alias="production")
     app = create_app(workspace, memory_budget_bytes=parse_size("256MB"), reload_interval_s=3600)
     served: ServedModels = app.state.serving.models
     with (
-        BackgroundServer(app, port=_free_port()) as server,
+        BackgroundServer(app, port=free_port()) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         assert http.get("/v2/health/ready").status_code == 200
@@ -154,7 +109,7 @@ def test_watcher_load_failure_new_and_removed_models(
     workspace: Workspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = ModelRegistry(workspace)
-    artifact_id, _ = _bundle_artifact(workspace, tmp_path, seed=1)
+    artifact_id, _ = store_bundle(workspace, tmp_path / "bundle-1", seed=1)
     registry.register("census", artifact_id, require_blessing=False, alias="production")
     app = create_app(workspace, memory_budget_bytes=parse_size("256MB"), reload_interval_s=0.1)
     served: ServedModels = app.state.serving.models
@@ -166,11 +121,11 @@ def test_watcher_load_failure_new_and_removed_models(
             time.sleep(0.05)
 
     with (
-        BackgroundServer(app, port=_free_port()) as server,
+        BackgroundServer(app, port=free_port()) as server,
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         # A broken version: the alias keeps the old one, readiness stays, the error is logged.
-        broken_id, broken_folder = _bundle_artifact(workspace, tmp_path, seed=3)
+        broken_id, broken_folder = store_bundle(workspace, tmp_path / "bundle-3", seed=3)
         for path in broken_folder.rglob("*"):
             if path.is_file() and path.suffix != ".json":
                 path.write_bytes(b"corrupt")
@@ -185,7 +140,7 @@ def test_watcher_load_failure_new_and_removed_models(
         assert http.get("/v2/health/ready").status_code == 200
 
         # A new aliased model appears (loaded before it is routed).
-        other_id, _ = _bundle_artifact(workspace, tmp_path, seed=4)
+        other_id, _ = store_bundle(workspace, tmp_path / "bundle-4", seed=4)
         registry.register("other", other_id, require_blessing=False, alias="staging")
         until(lambda: "other" in served.names())
         assert ("other", 1) in served.cache.loaded()

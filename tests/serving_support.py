@@ -1,0 +1,64 @@
+"""What the serving tests share: a free port and a small registered model bundle."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from conveyor.core.materializers import save_artifact
+from conveyor.modeling.bundle import ModelBundle, save_bundle
+from conveyor.registry import ModelRegistry
+from conveyor.store.metadata import NewArtifact
+from conveyor.store.workspace import Workspace
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def store_bundle(ws: Workspace, folder: Path, seed: int = 0) -> tuple[int, Path]:
+    """Fit a one-hot + logistic-regression bundle on columns x, n, city and store it as the
+    output of a recorded run; return its artifact id and stored folder."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=200),
+            "n": rng.integers(0, 10, 200),
+            "city": rng.choice(["Lyon", "Paris", "Nice"], 200),
+        }
+    )
+    y = ((frame["x"] + (frame["city"] == "Paris") + rng.normal(0, 0.3, 200)) > 0.5).astype(int)
+    prep = ColumnTransformer(
+        [("city", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"
+    ).fit(frame)
+    model = LogisticRegression().fit(prep.transform(frame), y)
+    save_bundle(folder, model, signature=frame, task="binary", preprocessing=prep)
+    handle = ModelBundle(uri="", path=folder, type_name="ModelBundle", sha256="")
+    stored, type_name, props = save_artifact(ws.artifacts, handle)
+    meta = ws.metadata
+    run = meta.create_run(meta.register_pipeline("train", {}, "h"), {}, {}, "host", 1)
+    execution = meta.create_executions(run.id, [("train", "train", {})])["train"]
+    made = meta.succeed_execution(
+        execution,
+        {},
+        {"model": NewArtifact(type_name, stored.uri, stored.sha256, stored.size, props)},
+    )
+    return made["model"].id, Path(stored.uri)
+
+
+def register_production(ws: Workspace, root: Path) -> Path:
+    """A bundle registered as ``census`` under the ``production`` alias; its stored folder."""
+    artifact_id, _ = store_bundle(ws, root / "bundle")
+    registry = ModelRegistry(ws)
+    registry.register("census", artifact_id, require_blessing=False, alias="production")
+    return Path(registry.load_bundle_path("census", "production"))
