@@ -5,8 +5,12 @@
                                                ▼
     transform (fit on train only) ─► tune (a few trials) ─► train ─► explain
                                                               │
-                         evaluate vs the production model ◄───┘  (gate: blessing)
+                         evaluate vs the production model ◄───┤  (gate: blessing)
                                                               │
+      infra_validate: serve it in a separate process and ◄────┘  (gate: serving)
+      check canary answers from the eval split == offline predictions
+                                                              │ after both
+                                                              ▼
                                         register, alias production when blessed
 
 Run it span by span as the data arrives::
@@ -23,6 +27,7 @@ from conveyor.components import (
     evaluate,
     explain,
     infer_schema,
+    infra_validate,
     ingest,
     register,
     statistics,
@@ -74,7 +79,8 @@ def census_training(
     drift_threshold: float = 0.1,
     seed: int = 0,
 ) -> None:
-    """Validate the newest span, then train, evaluate against production and register."""
+    """Validate the newest span, then train, evaluate against production, check the model
+    serves the same answers, and register."""
     data = ingest(source, name=MODEL, until_span=until_span, stratify_by=LABEL)
     previous = None
     if until_span > 1:
@@ -101,6 +107,13 @@ def census_training(
             model_name=MODEL,
             explanation=why,
         )
-        register(
-            model, result.blessing, name=MODEL, alias="production", evaluation=result.evaluation
-        )
+        # latency is measured, not gated: the server shares the CPU with explain and evaluate
+        served = infra_validate(model, data, model_name=MODEL)
+        with after(served):  # a model the server cannot answer with is never registered
+            register(
+                model,
+                result.blessing,
+                name=MODEL,
+                alias="production",
+                evaluation=result.evaluation,
+            )

@@ -38,7 +38,8 @@ V1_TABLES = {
     "context_executions",
     "context_artifacts",
 }
-REGISTRY_TABLES = {"model_versions", "model_aliases", "model_audit"}
+REGISTRY_TABLES = {"model_versions", "model_aliases", "model_audit", "model_traffic"}
+ACTIVITY_TABLES = {"ct_events", "ct_leases", "ct_state"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -144,7 +145,8 @@ def test_v1_database_upgrades_to_the_fresh_schema_keeping_its_data(
 ) -> None:
     MetadataStore.open(metadata_url).close()
     fresh = _schema(metadata_url)
-    assert set(fresh) == V1_TABLES | REGISTRY_TABLES == set(tables.metadata.tables)
+    assert set(fresh) == V1_TABLES | REGISTRY_TABLES | ACTIVITY_TABLES
+    assert set(fresh) == set(tables.metadata.tables)
     _drop_everything(metadata_url)
 
     with monkeypatch.context() as patch:
@@ -160,7 +162,7 @@ def test_v1_database_upgrades_to_the_fresh_schema_keeping_its_data(
         assert version.version == 1
     engine = create_engine(metadata_url)
     with engine.connect() as conn:
-        assert migrations.current_version(conn) == 2
+        assert migrations.current_version(conn) == len(migrations.MIGRATIONS) == 4
     engine.dispose()
     upgraded_schema = _schema(metadata_url)
     assert upgraded_schema == fresh, "an upgraded database must equal a fresh one"

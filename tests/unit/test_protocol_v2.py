@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conveyor.serving.protocols import ProtocolError, v2
+from conveyor.serving.protocols import ProtocolError, TabularBatch, v2
 from conveyor.serving.protocols.v2 import (
     DATATYPES,
     HEADER_LENGTH,
@@ -449,3 +451,137 @@ def test_non_utf8_bytes_output_in_json_is_a_server_error() -> None:
     with pytest.raises(ProtocolError, match="output 's' holds bytes that are not UTF-8") as err:
         v2.encode_infer_response("m", {"s": _object_array([b"\xff"], (1,))})
     assert err.value.status == 500
+
+
+# --------------------------------------------------------------------- Triton client habits
+
+
+def _binary_request() -> tuple[bytes, dict[str, str]]:
+    encoded = v2.encode_infer_request(
+        {"x": np.array([1.5, -2.0]), "s": _object_array([b"Z\xc3\xbcrich", b""], (2,))},
+        binary=True,
+        request_id="r1",
+    )
+    return encoded.body, encoded.headers
+
+
+@pytest.mark.parametrize(
+    ("coding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),  # "deflate" is the zlib format (RFC 9110), as Triton sends
+        ("identity", lambda body: body),
+    ],
+)
+def test_compressed_request_bodies(coding: str, compress: Callable[[bytes], bytes]) -> None:
+    body, headers = _binary_request()
+    # Inference-Header-Content-Length counts bytes of the decoded body
+    parsed = v2.parse_infer_request(compress(body), {**headers, "content-encoding": coding})
+    assert parsed.id == "r1"
+    np.testing.assert_array_equal(parsed.inputs["x"].data, [1.5, -2.0])
+    assert parsed.to_tabular().columns["s"].tolist() == ["Zürich", ""]
+
+
+@pytest.mark.parametrize(
+    ("body", "coding", "limit", "status", "pattern"),
+    [
+        (b"{}", "br", 1 << 20, 415, "Content-Encoding 'br' is not supported; send .*gzip"),
+        (b"{}", "gzip, deflate", 1 << 20, 415, "not supported"),
+        (b"not gzip at all", "gzip", 1 << 20, 400, "not valid gzip data"),
+        (gzip.compress(b'{"inputs": []}')[:-6], "gzip", 1 << 20, 400, "gzip body is truncated"),
+        (gzip.compress(b'{"inputs": []}') + b"xx", "gzip", 1 << 20, 400, "trailing bytes"),
+        (zlib.compress(b" " * 5000 + b"{}"), "deflate", 4096, 413, "over the limit of 4096"),
+    ],
+)
+def test_bad_compressed_bodies(
+    body: bytes, coding: str, limit: int, status: int, pattern: str
+) -> None:
+    with pytest.raises(ProtocolError, match=pattern) as err:
+        v2.parse_infer_request(body, {"Content-Encoding": coding}, max_body_bytes=limit)
+    assert err.value.status == status
+
+
+def test_decoded_size_is_bounded_without_inflating_everything() -> None:
+    bomb = zlib.compress(b"\x00" * (64 << 20))  # 64 MiB of zeros in ~64 KB
+    with pytest.raises(ProtocolError, match="over the limit") as err:
+        v2.parse_infer_request(bomb, {"Content-Encoding": "deflate"}, max_body_bytes=1 << 20)
+    assert err.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("document", "pattern"),
+    [
+        (
+            {
+                "inputs": [
+                    {
+                        "name": "x",
+                        "shape": [2],
+                        "datatype": "FP32",
+                        "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 8},
+                    }
+                ]
+            },
+            r"input 'x': shared memory \(parameters.shared_memory_region\) is not supported",
+        ),
+        (
+            {
+                "inputs": [],
+                "outputs": [
+                    {"name": "y", "parameters": {"binary_data": False, "shared_memory_region": "r"}}
+                ],
+            },
+            "output 'y': shared memory",
+        ),
+        (
+            {"inputs": [], "outputs": [{"name": "p", "parameters": {"classification": 2}}]},
+            "output 'p': parameters.classification .*not supported; request the 'probabilities'",
+        ),
+    ],
+)
+def test_unsupported_triton_extensions_are_refused(document: object, pattern: str) -> None:
+    with pytest.raises(ProtocolError, match=pattern) as err:
+        v2.parse_infer_request(json.dumps(document).encode())
+    assert err.value.status == 400
+
+
+def test_a_batch_without_rows_is_a_client_error() -> None:
+    encoded = v2.encode_infer_request({"x": np.zeros(0), "s": _object_array([], (0,))}, binary=True)
+    parsed = v2.parse_infer_request(encoded.body, encoded.headers)
+    with pytest.raises(
+        ProtocolError, match=r"the batch has no rows .*'x'.*send at least one"
+    ) as err:
+        parsed.to_tabular()
+    assert err.value.status == 400
+    # outputs may be empty (only a request needs rows)
+    assert TabularBatch.from_columns({"y": np.zeros(0)}, kind="output").num_rows == 0
+
+
+def test_triton_style_requests_with_reserved_parameters() -> None:
+    """What ``tritonclient.http`` sends: an int header length, request-level parameters, output
+    parameters with ``binary_data`` on every requested output."""
+    header = json.dumps(
+        {
+            "id": "7",
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [2, 1],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": 16},
+                }
+            ],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+            "parameters": {"priority": 1, "timeout": 1000, "sequence_id": 3},
+        }
+    ).encode()
+    body = header + np.array([1.0, 2.0], dtype="<f8").tobytes()
+    parsed = v2.parse_infer_request(body, {"inference-header-content-length": f" {len(header)}"})
+    assert parsed.inputs["x"].data.shape == (2, 1)
+    response = v2.encode_infer_response("m", {"y": np.array([3, 4])}, request=parsed)
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    json_part = response.body[: int(response.headers[HEADER_LENGTH])]
+    assert json.loads(json_part)["outputs"] == [
+        {"name": "y", "datatype": "INT64", "shape": [2], "parameters": {"binary_data_size": 16}}
+    ]

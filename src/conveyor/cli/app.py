@@ -17,16 +17,21 @@ from typer.core import TyperGroup
 
 from conveyor.cli import (
     artifacts,
+    ct,
+    events,
     init,
     lineage,
     models,
     models_evaluate,
+    models_traffic,
     predictions,
+    report,
     run,
     runs,
     runs_compare,
     serve,
     show,
+    watch,
 )
 from conveyor.cli.data import data_app, schema_app
 from conveyor.cli.errors import exit_code_for, fail
@@ -105,4 +110,10 @@ app.add_typer(predictions.app, name="predictions", help="Read the prediction log
 app.add_typer(data_app, name="data", help="Describe, compare and validate data.")
 app.add_typer(schema_app, name="schema", help="Show and compare data schemas.")
 models.app.command("evaluate")(models_evaluate.evaluate_command)
+models.app.command("traffic")(models_traffic.traffic_command)
 app.add_typer(models.app, name="models", help="The model registry: versions and aliases.")
+app.command("trigger")(ct.trigger_command)
+app.add_typer(ct.policy_app, name="policy", help="Check the continuous-training policy.")
+app.command("events")(events.events_command)
+app.command("watch")(watch.watch_command)
+app.command("report")(report.report_command)

@@ -1,5 +1,9 @@
 """``conveyor models``: list, show, promote, roll back, archive, compare and audit models.
 
+``conveyor models traffic`` (splits of an alias's requests) lives in
+:mod:`conveyor.cli.models_traffic` and ``conveyor models evaluate`` in
+:mod:`conveyor.cli.models_evaluate`; the root app mounts both on this sub-app.
+
 Mounted by the root app as ``app.add_typer(models.app, name="models")``. Every command is a
 thin layer over :class:`conveyor.registry.ModelRegistry`; the ones that move an alias or
 archive a version need ``--reason`` (it goes to the audit trail with the actor: ``--actor``,
@@ -19,6 +23,7 @@ from rich.text import Text
 from conveyor.cli.render import iso, out_console, print_json, timestamp
 from conveyor.cli.state import read_store
 from conveyor.registry import (
+    AuditAction,
     AuditRecord,
     ModelRegistry,
     ModelSummary,
@@ -26,7 +31,17 @@ from conveyor.registry import (
     blessing_verdict,
 )
 
-__all__ = ["app", "audit_dict", "parse_model_ref", "version_dict"]
+__all__ = [
+    "ActorOpt",
+    "JsonOpt",
+    "NameArg",
+    "app",
+    "audit_dict",
+    "parse_model_ref",
+    "print_change",
+    "split_text",
+    "version_dict",
+]
 
 app = typer.Typer(no_args_is_help=True, help="Registered models: versions, aliases, audit.")
 
@@ -91,6 +106,7 @@ def audit_dict(entry: AuditRecord) -> dict[str, Any]:
         "actor": entry.actor,
         "reason": entry.reason,
         "at": iso(entry.at),
+        "details": entry.details,
     }
 
 
@@ -137,7 +153,21 @@ def _headline_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
     return ", ".join(f"{k}={_number(v)}" for k, v in shown[:limit]) or "-"
 
 
+def split_text(split: dict[str, Any] | None) -> str:
+    """A traffic split from audit details: ``"canary=10, production=90; shadows v5"``."""
+    if not split:
+        return "-"
+    weights = ", ".join(f"{t}={_number(p)}" for t, p in split.get("weights", {}).items())
+    shadows = ", ".join(split.get("shadows", []))
+    return f"{weights}; shadows {shadows}" if shadows else weights
+
+
 def _change_text(entry: AuditRecord) -> str:
+    if entry.action == AuditAction.TRAFFIC:
+        details = entry.details or {}
+        return (
+            f"{entry.alias}: {split_text(details.get('old'))} -> {split_text(details.get('new'))}"
+        )
     if entry.alias is not None:
         start = "-" if entry.from_version is None else str(entry.from_version)
         end = "-" if entry.to_version is None else str(entry.to_version)
@@ -145,7 +175,8 @@ def _change_text(entry: AuditRecord) -> str:
     return f"version {entry.to_version}"
 
 
-def _print_change(entry: AuditRecord | None, json_output: bool, unchanged: str) -> None:
+def print_change(entry: AuditRecord | None, json_output: bool, unchanged: str) -> None:
+    """Print a registry change (or ``unchanged`` when there was none), or its JSON."""
     if json_output:
         print_json(
             {"changed": entry is not None, "audit": None if entry is None else audit_dict(entry)}
@@ -154,9 +185,9 @@ def _print_change(entry: AuditRecord | None, json_output: bool, unchanged: str) 
     if entry is None:
         out_console().print(unchanged, markup=False)
         return
+    why = f": {entry.reason}" if entry.reason else ""
     out_console().print(
-        f"{entry.name}: {entry.action.value} {_change_text(entry)} "
-        f"(by {entry.actor}: {entry.reason})",
+        f"{entry.name}: {entry.action.value} {_change_text(entry)} (by {entry.actor}{why})",
         markup=False,
     )
 
@@ -257,7 +288,7 @@ def promote_command(
     with read_store(ctx) as store:
         entry = ModelRegistry(store).promote(name, version, alias, reason=reason, actor=actor)
     unchanged = f"{name}: {alias} already points at version {version}; nothing changed"
-    _print_change(entry, json_output, unchanged)
+    print_change(entry, json_output, unchanged)
 
 
 @app.command("rollback")
@@ -272,7 +303,7 @@ def rollback_command(
     """Move an alias (default: production) back to the version that held it before."""
     with read_store(ctx) as store:
         entry = ModelRegistry(store).rollback(name, alias, reason=reason, actor=actor)
-    _print_change(entry, json_output, "")
+    print_change(entry, json_output, "")
 
 
 @app.command("archive")
@@ -287,7 +318,7 @@ def archive_command(
     """Archive a version that holds no alias (kept for lineage, hidden from listings)."""
     with read_store(ctx) as store:
         entry = ModelRegistry(store).archive(name, version, reason=reason, actor=actor)
-    _print_change(entry, json_output, "")
+    print_change(entry, json_output, "")
 
 
 @app.command("unarchive")
@@ -302,7 +333,7 @@ def unarchive_command(
     """Make an archived version active again."""
     with read_store(ctx) as store:
         entry = ModelRegistry(store).unarchive(name, version, reason=reason, actor=actor)
-    _print_change(entry, json_output, "")
+    print_change(entry, json_output, "")
 
 
 @app.command("diff")

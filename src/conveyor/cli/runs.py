@@ -1,4 +1,9 @@
-"""``conveyor runs list`` and ``conveyor runs show RUN``."""
+"""``conveyor runs list`` and ``conveyor runs show RUN``.
+
+Runs started by the continuous-training controller carry labels (``trigger``,
+``trigger_event``): ``runs list`` then shows a *trigger* column, and ``runs show`` prints the
+labels and the run's activity events (the trigger that asked for it, its start and end).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from conveyor.cli.events import events_table
 from conveyor.cli.render import (
     artifact_dict,
     duration,
@@ -25,6 +31,7 @@ from conveyor.cli.render import (
 from conveyor.cli.state import read_store
 from conveyor.exceptions import NotFoundError
 from conveyor.store.lineage import parse_node_id
+from conveyor.store.metadata.activity_records import LABEL_TRIGGER, ActivityEvent, run_labels
 from conveyor.store.metadata.records import ExecutionRecord, ExecutionStatus, RunRecord, RunStatus
 from conveyor.store.metadata.store import MetadataStore
 
@@ -77,22 +84,31 @@ def list_command(
         runs = store.list_runs(limit=limit, pipeline_name=pipeline, status=wanted)
         rows = [(run, store.list_executions(run.id)) for run in runs]
     if json_output:
-        print_json([run_dict(run, executions) for run, executions in rows])
+        print_json(
+            [run_dict(run, executions) | {"labels": run_labels(run)} for run, executions in rows]
+        )
         return
     console = out_console()
     if not rows:
         console.print("no runs yet; start one with [bold]conveyor run[/]")
         return
+    triggers = {run.id: run_labels(run).get(LABEL_TRIGGER) for run, _ in rows}
+    shown = any(triggers.values())
     table = Table("id", "pipeline", "status", "started", "duration", "steps")
+    if shown:
+        table.add_column("trigger")
     for run, executions in rows:
-        table.add_row(
+        cells: list[str | Text] = [
             str(run.id),
             run.pipeline_name,
             status_text(run.status),
             timestamp(run.created_at),
             duration(seconds_between(run.created_at, run.ended_at)),
             steps_summary(e.status for e in executions),
-        )
+        ]
+        if shown:
+            cells.append(triggers[run.id] or "-")
+        table.add_row(*cells)
     console.print(table)
 
 
@@ -134,6 +150,7 @@ def show_command(
         executions = store.list_executions(run_id)
         outputs = {e.id: store.execution_outputs(e.id) for e in executions}
         caches = {e.id: cache_text(store, e) for e in executions}
+        activity = store.activity.run_events(run_id)
     if json_output:
         steps = [
             execution_dict(e)
@@ -141,7 +158,8 @@ def show_command(
             | {"outputs": {n: artifact_dict(a) for n, a in outputs[e.id].items()}}
             for e in executions
         ]
-        print_json(run_dict(record, executions) | {"steps": steps})
+        extra = {"labels": run_labels(record), "events": [e.to_dict() for e in activity]}
+        print_json(run_dict(record, executions) | extra | {"steps": steps})
         return
     console = out_console()
     console.print(_header(record, executions))
@@ -156,6 +174,7 @@ def show_command(
             _outputs_text(outputs[e.id]),
         )
     console.print(table)
+    _print_events(console, activity)
     _print_failures(console, executions)
 
 
@@ -169,9 +188,22 @@ def _header(record: RunRecord, executions: list[ExecutionRecord]) -> Group:
         Text(f"duration  {duration(seconds_between(record.created_at, record.ended_at))}"),
         Text(f"steps     {steps_summary(e.status for e in executions)}"),
     ]
+    labels = run_labels(record)
+    if labels:
+        shown = " ".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        lines.append(Text(f"labels    {shown}"))
     if record.error:
         lines.append(Text(f"error     {record.error}", style="red"))
     return Group(*lines)
+
+
+def _print_events(console: Console, activity: list[ActivityEvent]) -> None:
+    """The continuous-training events of the run: why it ran, how it ended."""
+    if not activity:
+        return
+    console.print()
+    console.print(Text("events", style="bold"))
+    console.print(events_table(activity))
 
 
 def _print_failures(console: Console, executions: list[ExecutionRecord]) -> None:

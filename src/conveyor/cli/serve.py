@@ -2,15 +2,15 @@
 
 Mount in the root app with ``app.command("serve")(serve.serve_command)``. The server needs the
 ``serving`` extra (starlette, uvicorn, prometheus-client); it is imported only when the command
-runs. ``--token-env VAR`` reads the bearer token for feedback and management endpoints from the
+runs. ``--workers N`` runs N worker processes (:mod:`conveyor.serving.workers`).
+``--token-env VAR`` reads the bearer token for feedback and management endpoints from the
 environment variable ``VAR`` (never from the command line, where ``ps`` would show it).
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -18,6 +18,7 @@ import typer
 from conveyor.cli.errors import fail
 from conveyor.cli.render import err_console
 from conveyor.cli.state import settings_from
+from conveyor.config import Settings
 
 __all__ = ["serve_command"]
 
@@ -53,11 +54,26 @@ def serve_command(
         bool,
         typer.Option("--access-log/--no-access-log", help="One JSON line per request on stderr."),
     ] = True,
+    sticky_header: Annotated[
+        str,
+        typer.Option(
+            "--sticky-header",
+            help="Request header whose value keeps one caller on one version of a split route.",
+        ),
+    ] = "X-Sticky-Key",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes, each with its own model cache, log writer and metrics.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve registered models (Open Inference Protocol /v2 and TF Serving /v1) until Ctrl-C."""
     try:
-        from conveyor.serving.app import create_app
-        from conveyor.serving.server import parse_size, serve
+        import conveyor.serving.app  # noqa: F401  (imports every dependency of the extra)
+        from conveyor.serving.server import log_access_to_stderr, parse_size
     except ImportError as exc:
         fail(f"serving needs the 'serving' extra (pip install 'conveyor-ml[serving]'): {exc}")
     try:
@@ -67,37 +83,92 @@ def serve_command(
     names = [n.strip() for n in models.split(",") if n.strip()] if models is not None else None
     if names is not None and not names:
         fail("--models: give at least one model name")
+    if not sticky_header.strip():
+        fail("--sticky-header: give a header name")
     token: str | None = None
     if token_env is not None:
         token = os.environ.get(token_env, "").strip()
         if not token:
             fail(f"--token-env: the environment variable {token_env!r} is not set or empty")
     if access_log:
-        _log_access()
+        log_access_to_stderr()
 
+    settings = settings_from(ctx)
+    announce = _announcer(token_env, host, port, workers)
+    if workers == 1:
+        _serve_in_process(settings, names, budget, token, sticky_header, announce, host, port)
+        return
+    from conveyor.serving.workers import WorkerConfig, serve_workers
+
+    announce(_served_names(settings, names, budget))
+    config = WorkerConfig(
+        home=str(settings.home),
+        metadata_url=settings.metadata_url,
+        artifact_url=settings.artifact_url,
+        memory_budget_bytes=budget,
+        models=names,
+        token_env=token_env,
+        sticky_header=sticky_header,
+        access_log=access_log,
+    )
+    serve_workers(config, host=host, port=port, workers=workers)
+
+
+def _serve_in_process(
+    settings: Settings,
+    names: list[str] | None,
+    budget: int,
+    token: str | None,
+    sticky_header: str,
+    announce: Callable[[list[str]], None],
+    host: str,
+    port: int,
+) -> None:
+    """One worker: the app runs in this process, over one open workspace."""
+    from conveyor.serving.app import create_app
+    from conveyor.serving.server import serve
     from conveyor.store.workspace import Workspace
 
-    workspace = Workspace.open(settings_from(ctx))
+    workspace = Workspace.open(settings)
     try:
-        app = create_app(workspace, models=names, memory_budget_bytes=budget, token=token)
-        err_console().print(f"serving {', '.join(app.state.serving.models.names()) or 'nothing'}")
-        if token is not None:
-            err_console().print(f"feedback needs a bearer token (from ${token_env})")
-        err_console().print(f"listening on http://{host}:{port} (Ctrl-C to stop)")
+        app = create_app(
+            workspace,
+            models=names,
+            memory_budget_bytes=budget,
+            token=token,
+            sticky_header=sticky_header,
+        )
+        announce(app.state.serving.models.names())
         serve(app, host=host, port=port)
     finally:
         workspace.close()
 
 
-def _log_access() -> None:
-    """Send the access log (``conveyor.serving.access``, JSON lines) to stderr."""
-    from conveyor.serving.metrics import ACCESS_LOGGER
+def _announcer(
+    token_env: str | None, host: str, port: int, workers: int
+) -> Callable[[list[str]], None]:
+    def announce(served: list[str]) -> None:
+        console = err_console()
+        console.print(f"serving {', '.join(served) or 'nothing'}")
+        if token_env is not None:
+            console.print(f"feedback needs a bearer token (from ${token_env})")
+        plural = "s" if workers > 1 else ""
+        console.print(
+            f"listening on http://{host}:{port}, {workers} worker{plural} (Ctrl-C to stop)"
+        )
 
-    access = logging.getLogger(ACCESS_LOGGER)
-    if not any(getattr(h, "_conveyor_access", False) for h in access.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._conveyor_access = True  # type: ignore[attr-defined]
-        access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
+    return announce
+
+
+def _served_names(settings: Settings, names: list[str] | None, budget: int) -> list[str]:
+    """The models the workers will serve, checked in the parent so a typo fails at once."""
+    from conveyor.registry import ModelRegistry
+    from conveyor.serving.models import ServedModels
+    from conveyor.store.workspace import Workspace
+
+    workspace = Workspace.open(settings)  # also marks dead runs interrupted, once
+    try:
+        served = ServedModels(ModelRegistry(workspace), models=names, memory_budget_bytes=budget)
+        return served.names()
+    finally:
+        workspace.close()

@@ -18,6 +18,7 @@ component           module                               does
 ``train``           :mod:`~.model_train`                 Dataset -> model bundle
 ``evaluate``        :mod:`~.model_evaluate`              bundle vs production -> blessing
 ``explain``         :mod:`~.model_explain`               importance, PDP/ICE
+``infra_validate``  :mod:`~.serving_check`               bundle served in a separate process
 ``register``        :mod:`~.registry`                    model -> registry version
 =================== ==================================== =====================================
 
@@ -34,6 +35,7 @@ __all__ = [
     "evaluate",
     "explain",
     "infer_schema",
+    "infra_validate",
     "ingest",
     "ingest_table",
     "register",
@@ -51,6 +53,7 @@ _MODULE_OF = {
     "infer_schema": "data_checks",
     "validate": "data_checks",
     "register": "registry",
+    "infra_validate": "serving_check",
     "transform": "model_transform",
     "tune": "model_tune",
     "train": "model_train",

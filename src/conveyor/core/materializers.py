@@ -644,6 +644,12 @@ def _builtin_entries() -> list[MaterializerEntry]:
             (),
         ),
         (
+            "conveyor.serving.infra_validation:InfraValidationMaterializer",
+            ("conveyor.serving.infra_validation.InfraValidation",),
+            "InfraValidation",
+            (),
+        ),
+        (
             "conveyor.modeling.explain:ExplanationMaterializer",
             ("conveyor.modeling.explain.Explanation",),
             "Explanation",

@@ -4,6 +4,7 @@ Example:
     >>> from conveyor.registry import ModelRegistry
     >>> registry = ModelRegistry(workspace)  # doctest: +SKIP
     >>> registry.promote("census", 3, reason="beats version 2 on every slice")
+    >>> registry.set_traffic("census", {"production": 90, "canary": 10}, reason="canary")
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from conveyor.store.metadata.registry_records import (
     ModelSummary,
     ModelVersionRecord,
     RegistryStoreError,
+    TrafficSplit,
     VersionStatus,
 )
+from conveyor.store.metadata.registry_traffic import RouteTargets
 
 __all__ = [
     "AuditAction",
@@ -34,6 +37,8 @@ __all__ = [
     "NotBlessedError",
     "RegistryError",
     "RegistryStoreError",
+    "RouteTargets",
+    "TrafficSplit",
     "VersionStatus",
     "blessing_verdict",
     "default_actor",

@@ -6,6 +6,8 @@ artifact, aliases, an audit trail) and adds what a model needs: a version is reg
 when its evaluation *blessed* it (unless told otherwise), aliases move only by
 :meth:`~ModelRegistry.promote` and :meth:`~ModelRegistry.rollback` (each audited with time,
 actor and reason), and two versions can be compared metric by metric and slice by slice.
+:meth:`~ModelRegistry.set_traffic` shares an alias's requests between versions (A/B tests,
+canaries, shadows); :meth:`~ModelRegistry.resolved_routes` is what a server applies.
 
 Actors default to ``CONVEYOR_ACTOR``, then the OS user. Bundle integrity is checked by
 :func:`verify_bundle`, which defers to ``conveyor.modeling.bundle.verify_bundle`` when that
@@ -17,10 +19,12 @@ from __future__ import annotations
 import builtins
 import getpass
 import importlib
+import logging
 import math
 import numbers
 import os
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -30,10 +34,12 @@ from conveyor.store.metadata.registry_records import (
     AuditRecord,
     ModelSummary,
     ModelVersionRecord,
+    TrafficSplit,
     check_alias,
     check_text,
 )
 from conveyor.store.metadata.registry_store import RegistryStore
+from conveyor.store.metadata.registry_traffic import RouteTargets
 from conveyor.store.metadata.store import MetadataStore
 from conveyor.store.workspace import Workspace
 
@@ -46,6 +52,8 @@ __all__ = [
     "default_actor",
     "verify_bundle",
 ]
+
+logger = logging.getLogger(__name__)
 
 _BUNDLE_MODULE = "conveyor.modeling.bundle"
 _MAX_REASONS = 5
@@ -195,6 +203,10 @@ class ModelRegistry:
         """Use the metadata store of ``workspace`` (or that store itself); not closed here."""
         self.metadata = workspace.metadata if isinstance(workspace, Workspace) else workspace
         self._owned = False
+        # Skipped traffic targets already logged: a server re-reads its routes every few
+        # seconds, and one warning per lasting problem is enough.
+        self._warned: dict[str, frozenset[str]] = {}
+        self._warned_lock = threading.Lock()
 
     @classmethod
     def open(cls, metadata_url: str) -> ModelRegistry:
@@ -355,7 +367,76 @@ class ModelRegistry:
         target = self.store.resolve(name, version).version
         return self.store.unarchive(name, target, actor=actor or default_actor(), reason=reason)
 
+    def set_traffic(
+        self,
+        name: str,
+        weights: Mapping[str, float],
+        *,
+        route: str = "production",
+        shadows: Sequence[str] = (),
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> AuditRecord | None:
+        """Share the requests for alias ``route`` between targets, in percents summing to 100.
+
+        A target is another alias of the model (``"canary"``) or a version (``7``, ``"7"``,
+        ``"v7"``, stored as ``"v7"``). Aliases are resolved when the split is read, so
+        ``{"production": 90, "canary": 10}`` keeps sending 10 % to whatever ``canary`` points
+        at. ``shadows`` get a copy of each request; their answers are logged, never returned.
+        Returns the audit entry (action ``traffic``, old and new split in ``details``), or
+        None when the route already had this split.
+
+        Raises:
+            RegistryStoreError: invalid percents (the message says what they sum to), a
+                shadow that is also weighted, an archived version; nothing is changed.
+            NotFoundError: unknown model, route alias or target.
+
+        Example:
+            >>> registry.set_traffic("census", {"production": 90, "canary": 10},
+            ...                      reason="canary for the retrained model")  # doctest: +SKIP
+        """
+        # Versions may come as numbers ({7: 10}); the store checks everything else.
+        targets = (
+            {str(k): v for k, v in weights.items()} if isinstance(weights, Mapping) else weights
+        )
+        copies = shadows if isinstance(shadows, str) else [str(s) for s in shadows]
+        who, why = actor or default_actor(), reason or ""
+        return self.store.set_traffic(name, route, targets, copies, actor=who, reason=why)
+
+    def clear_traffic(
+        self,
+        name: str,
+        *,
+        route: str = "production",
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> AuditRecord | None:
+        """Send all of ``route``'s requests back to its own version; None when it had no split."""
+        return self.store.clear_traffic(
+            name, route, actor=actor or default_actor(), reason=reason or ""
+        )
+
     # -- reading --------------------------------------------------------------------------
+    def traffic(self, name: str) -> dict[str, TrafficSplit]:
+        """Route -> traffic split of a model (empty when none is set)."""
+        return self.store.traffic(name)
+
+    def resolved_routes(self, name: str) -> dict[str, RouteTargets]:
+        """Every alias of a model -> ``({version: weight}, shadow versions)``, resolved now.
+
+        An alias without a split is ``({its version: 1.0}, ())``. A split's targets become
+        versions (two targets on one version add up; weights are fractions summing to 1); a
+        target that no longer exists is skipped with a logged warning, and a route with no
+        weighted target left falls back to its alias's own version.
+        """
+        resolved = self.store.resolve_routes(name)
+        with self._warned_lock:
+            new = frozenset(resolved.skipped) - self._warned.get(name, frozenset())
+            self._warned[name] = frozenset(resolved.skipped)
+        for message in sorted(new):
+            logger.warning("%s", message)
+        return resolved.routes
+
     def get(self, name: str, version_or_alias: int | str = "latest") -> ModelVersionRecord:
         """The version a reference names: ``3``, ``"3"``, ``"latest"``, ``"production"``."""
         return self.store.resolve(name, version_or_alias)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from conveyor.runners.heartbeat import Heartbeat
 from conveyor.runners.runner import Runner, RunObserver, RunResult, StepUpdate
 from conveyor.runners.step import InputArtifact, StepOutcome, StepTask, execute_step
 from conveyor.runners.worker_pool import WorkerPool
+from conveyor.store.metadata.activity_records import check_run_labels
 from conveyor.store.metadata.records import (
     ArtifactRecord,
     ExecutionStatus,
@@ -58,11 +60,22 @@ class LocalRunner(Runner):
         self.pool = pool
 
     def run(
-        self, ir: PipelineIR, *, no_cache: bool = False, observer: RunObserver | None = None
+        self,
+        ir: PipelineIR,
+        *,
+        no_cache: bool = False,
+        observer: RunObserver | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> RunResult:
+        """Run ``ir``; ``labels`` are stored with the run (``options["labels"]``).
+
+        Raises:
+            ParameterError: a label name or value is invalid (nothing was recorded).
+        """
+        checked = check_run_labels(labels)
         validate_ir(ir)
         pool = self.pool or WorkerPool(max(1, min(self.max_workers, len(ir.steps))))
-        session = _RunSession(self.workspace, ir, no_cache, observer, pool)
+        session = _RunSession(self.workspace, ir, no_cache, observer, pool, checked)
         try:
             return session.execute()
         finally:
@@ -87,6 +100,7 @@ class _RunSession:
         no_cache: bool,
         observer: RunObserver | None,
         pool: WorkerPool,
+        labels: dict[str, str],
     ) -> None:
         self.ws = workspace
         self.meta = workspace.metadata
@@ -95,6 +109,7 @@ class _RunSession:
         self.observer = observer
         self.order = [ir.step(name) for name in topological_order(ir)]
         self.pool = pool
+        self.labels = labels
         self.state: dict[str, ExecutionStatus] = {s.name: ExecutionStatus.PENDING for s in ir.steps}
         self.outputs: dict[str, dict[str, ArtifactRecord]] = {}
         self.keys: dict[str, tuple[str, dict[str, Any], str]] = {}
@@ -109,12 +124,15 @@ class _RunSession:
         pipeline_id = self.meta.register_pipeline(
             self.ir.name, self.ir.to_dict(), self.ir.fingerprint()
         )
+        options: dict[str, Any] = {
+            "no_cache": self.no_cache,
+            "max_workers": self.pool.max_workers,
+            "runner": "local",
+        }
+        if self.labels:
+            options["labels"] = self.labels
         run = self.meta.create_run(
-            pipeline_id,
-            self.ir.parameters,
-            {"no_cache": self.no_cache, "max_workers": self.pool.max_workers, "runner": "local"},
-            socket.gethostname(),
-            os.getpid(),
+            pipeline_id, self.ir.parameters, options, socket.gethostname(), os.getpid()
         )
         self.run_id = run.id
         self.exec_ids = self.meta.create_executions(

@@ -5,14 +5,16 @@
 - the **registry** says which models exist, which aliases they have and which bundle each
   version is (every registered model that has an alias is served, or only the ``models``
   subset);
-- the **router** turns a request's model and alias/version into a :class:`Decision` (one route
-  per alias, the alias's version at weight 1);
+- the **router** turns a request's model and alias/version into a :class:`Decision`: one route
+  per alias, built from :meth:`ModelRegistry.resolved_routes` -- the alias's own version at
+  weight 1, or the versions of its traffic split with their weights and shadows;
 - the **model cache** loads a version's bundle on first use (verifying every hash) and unloads
   the least recently used ones beyond the memory budget.
 
 Metadata (signature, versions) is read from the bundle manifest without loading the model.
-:meth:`ServedModels.refresh` re-reads the aliases while serving (hot reload: load the new
-version, then swap the route, then unload the old one when idle).
+:meth:`ServedModels.refresh` re-reads the aliases and traffic splits while serving (hot
+reload: load every version of the new route, then swap the route, then unload what no route
+uses any more when idle).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.exceptions import NotFoundError
 from conveyor.modeling.bundle import LoadedBundle, load_bundle
 from conveyor.modeling.bundle_manifest import BundleManifest, read_manifest
-from conveyor.registry import ModelRegistry
+from conveyor.registry import ModelRegistry, RouteTargets
 from conveyor.serving.model_cache import ModelCache
 from conveyor.serving.protocols.errors import ProtocolError, not_found
 from conveyor.serving.router import Decision, Route, Router, RoutingError
@@ -40,6 +42,12 @@ logger = logging.getLogger(__name__)
 RETIRE_GRACE_S = 10.0
 """Seconds after a hot reload during which a retired version loaded again by a late request
 is unloaded when that request ends."""
+
+
+def _weights_text(weights: Mapping[int, float]) -> str:
+    """``{3: 0.9, 4: 0.1}`` -> ``"v3 90%, v4 10%"``."""
+    total = sum(weights.values()) or 1.0
+    return ", ".join(f"v{v} {100 * w / total:.4g}%" for v, w in sorted(weights.items()))
 
 
 def bundle_size_bytes(folder: str | Path) -> int:
@@ -90,17 +98,18 @@ class ServedModels:
     # -- registry -------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Re-read models, aliases and versions from the registry and apply them live.
+        """Re-read models, aliases, traffic splits and versions and apply them live.
 
         The first call (from the constructor) only sets the routes; versions load lazily or
         through :meth:`preload`. Every later call is a hot reload:
 
-        - a version an alias moves to (or a new aliased model's version) is loaded first,
-          and only then does the route swap to it (an atomic :meth:`Router.update`), so no
-          request waits for a load or fails during the swap;
-        - a version that fails to load is logged and the alias keeps its old version (a new
+        - every version a changed route needs (weighted or shadow) is loaded first, and only
+          then does the route swap (an atomic :meth:`Router.update`), so no request waits for
+          a load or fails during the swap; a route whose weights and shadows are unchanged is
+          left alone;
+        - a version that fails to load is logged and the route keeps what it had (a new
           model stays unserved); the next refresh tries again;
-        - removed aliases and models disappear; a version no alias routes to any more is
+        - removed aliases and models disappear; a version no route mentions any more is
           evicted without waiting: it unloads when its in-flight requests end.
 
         Refreshes never run concurrently (the watcher and a direct call serialize).
@@ -111,23 +120,10 @@ class ServedModels:
         """
         with self._refresh_lock:
             initial = not self._refreshed
-            with self._lock:
-                summaries = {s.name: s for s in self.registry.models()}
-                names = self._only if self._only is not None else sorted(summaries)
-                wanted: dict[str, tuple[dict[str, int], set[int]]] = {}
-                for name in names:
-                    summary = summaries.get(name)
-                    if summary is None or not summary.aliases:
-                        if initial:
-                            raise NotFoundError(f"model {name!r} is not registered or has no alias")
-                        if name in self.router.models():
-                            logger.warning("%s has no alias any more: no longer served", name)
-                        continue
-                    versions = {v.version for v in self.registry.list(name)}
-                    wanted[name] = (dict(summary.aliases), versions)
+            wanted = self._read_registry(initial)
             before = set(self.deployed())
-            for name, (aliases, versions) in wanted.items():
-                self._apply(name, aliases, versions, load=not initial)
+            for name, (routes, versions) in wanted.items():
+                self._apply(name, routes, versions, load=not initial)
             for name in self.router.models():
                 if name not in wanted:
                     self.router.remove(name)
@@ -143,39 +139,68 @@ class ServedModels:
                 if self.cache.evict(model, version):
                     logger.info("%s version %d is no longer deployed: unloading", model, version)
 
-    def _apply(self, name: str, aliases: dict[str, int], versions: set[int], *, load: bool) -> None:
-        """Route every alias of one model to its version, loading new versions first."""
+    def _read_registry(self, initial: bool) -> dict[str, tuple[dict[str, RouteTargets], set[int]]]:
+        """Model -> (its resolved routes, its active versions), for every served model."""
+        wanted: dict[str, tuple[dict[str, RouteTargets], set[int]]] = {}
+        with self._lock:
+            summaries = {s.name: s for s in self.registry.models()}
+            names = self._only if self._only is not None else sorted(summaries)
+            for name in names:
+                summary = summaries.get(name)
+                if summary is None or not summary.aliases:
+                    if initial:
+                        raise NotFoundError(f"model {name!r} is not registered or has no alias")
+                    if name in self.router.models():
+                        logger.warning("%s has no alias any more: no longer served", name)
+                    continue
+                routes = self.registry.resolved_routes(name)
+                versions = {v.version for v in self.registry.list(name)}
+                wanted[name] = (routes, versions)
+        return wanted
+
+    def _apply(
+        self, name: str, routes: Mapping[str, RouteTargets], versions: set[int], *, load: bool
+    ) -> None:
+        """Set the route of every alias of one model, loading the versions it needs first."""
         current = self.router.routes(name)
         routed = {v for route in current.values() for v in route.versions}
+        needed = {v for weights, shadows in routes.values() for v in (*weights, *shadows)}
         loadable: set[int] = set(routed)
-        for version in sorted(set(aliases.values()) - routed):
-            if not load:
+        for version in sorted(needed - routed):
+            if not load or self._preload(name, version):
                 loadable.add(version)
-                continue
-            try:
-                self.cache.preload([(name, version)])
-            except Exception as exc:
-                logger.error(
-                    "hot reload: %s version %d failed to load, keeping the current version: %s",
+        self.router.set_versions(name, versions | needed)
+        for alias, (weights, shadows) in routes.items():
+            route = Route(alias, weights, shadows)
+            old = current.get(alias)
+            if old == route or not loadable.issuperset(route.versions):
+                continue  # unchanged, or a version failed to load: the old route keeps serving
+            if old is not None:
+                logger.info(
+                    "hot reload: %s alias %r now routes to %s (shadows: %s)",
                     name,
-                    version,
-                    exc,
+                    alias,
+                    _weights_text(route.weights),
+                    ", ".join(map(str, route.shadows)) or "none",
                 )
-                continue
-            loadable.add(version)
-        self.router.set_versions(name, versions | set(aliases.values()))
-        for alias, version in aliases.items():
-            route = current.get(alias)
-            if route is not None and set(route.weights) == {version} and not route.shadows:
-                continue
-            if version not in loadable:
-                continue  # the old route (if any) keeps serving
-            if route is not None:
-                logger.info("hot reload: %s alias %r moves to version %d", name, alias, version)
-            self.router.update(name, Route(alias, {version: 1.0}))
-        for alias in current.keys() - aliases.keys():
+            self.router.update(name, route)
+        for alias in current.keys() - routes.keys():
             logger.info("hot reload: %s alias %r was removed", name, alias)
             self.router.remove(name, alias)
+
+    def _preload(self, name: str, version: int) -> bool:
+        """Load a version before a route uses it; False (logged) when it fails."""
+        try:
+            self.cache.preload([(name, version)])
+        except Exception as exc:
+            logger.error(
+                "hot reload: %s version %d failed to load, keeping the current routes: %s",
+                name,
+                version,
+                exc,
+            )
+            return False
+        return True
 
     def names(self) -> list[str]:
         """The served model names, sorted."""
@@ -207,14 +232,19 @@ class ServedModels:
 
     # -- requests -------------------------------------------------------------------------
 
-    def resolve(self, model: str, ref: str | None = None) -> Decision:
+    def resolve(
+        self, model: str, ref: str | None = None, *, sticky_key: str | None = None
+    ) -> Decision:
         """The version that answers ``model`` at ``ref`` (an alias, a version or None).
+
+        ``sticky_key`` (a caller identity) keeps one caller on one version of a weighted
+        route while its weights are unchanged.
 
         Raises:
             ProtocolError: 404 naming the unknown model, alias or version.
         """
         try:
-            return self.router.choose(model, ref)
+            return self.router.choose(model, ref, sticky_key)
         except RoutingError as exc:
             raise ProtocolError(404, str(exc)) from None
 
@@ -251,7 +281,7 @@ class ServedModels:
         return read_manifest(self._uri(model, version))
 
     def deployed(self) -> list[tuple[str, int]]:
-        """Every ``(model, version)`` an alias routes to."""
+        """Every ``(model, version)`` a route mentions (weighted or shadow)."""
         keys: set[tuple[str, int]] = set()
         for name in self.names():
             for route in self.router.routes(name).values():
@@ -267,7 +297,7 @@ class ServedModels:
                 logger.warning("could not load %s version %d: %s", model, version, exc)
 
     def all_loaded(self) -> bool:
-        """Whether every deployed (aliased) version is loaded: the server's readiness."""
+        """Whether every deployed version (routed or shadow) is loaded: the server's readiness."""
         return self.cache.ready(self.deployed())
 
     def ready(self, model: str, version: int) -> bool:

@@ -4,20 +4,26 @@
 - :func:`serve` blocks, serving until interrupted (uvicorn handles SIGINT/SIGTERM and runs the
   app's shutdown, which flushes the prediction log);
 - :class:`BackgroundServer` starts a real server on a thread and stops it through
-  ``should_exit`` (tests, canary checks).
+  ``should_exit`` (tests, canary checks);
+- :func:`log_access_to_stderr` sends the JSON access log to stderr (``conveyor serve``).
+
+Several worker processes (``conveyor serve --workers N``) are :mod:`conveyor.serving.workers`.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
-__all__ = ["BackgroundServer", "parse_size", "serve"]
+__all__ = ["BackgroundServer", "log_access_to_stderr", "parse_size", "serve"]
 
 _UNITS = {
     "": 1,
@@ -57,6 +63,40 @@ def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
 def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve ``app`` until interrupted; shutdown flushes the prediction log."""
     uvicorn.Server(_config(app, host, port)).run()
+
+
+def log_access_to_stderr() -> None:
+    """Send the access log (``conveyor.serving.access``, JSON lines) to stderr, once."""
+    from conveyor.serving.metrics import ACCESS_LOGGER
+
+    access = logging.getLogger(ACCESS_LOGGER)
+    if not any(getattr(h, "_conveyor_access", False) for h in access.handlers):
+        handler = _CurrentStderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._conveyor_access = True  # type: ignore[attr-defined]
+        access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at emit time.
+
+    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was given; when a caller (a test
+    runner, an embedding app) swaps and closes ``sys.stderr``, every later record fails with
+    "I/O operation on closed file".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 class BackgroundServer:

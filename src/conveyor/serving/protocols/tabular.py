@@ -32,7 +32,8 @@ class TabularBatch:
         ``kind`` ("input" or "output") is how error messages name a column.
 
         Raises:
-            ProtocolError: 400 naming the column that is a scalar or has another row count.
+            ProtocolError: 400 naming the column that is a scalar or has another row count,
+                or, for inputs, when there are no rows (a model cannot predict nothing).
         """
         if not columns:
             raise invalid("the batch has no columns")
@@ -49,6 +50,11 @@ class TabularBatch:
                     f"{num_rows}; all named {kind}s must have the same 0-th dimension"
                 )
         assert num_rows is not None
+        if num_rows == 0 and kind == "input":
+            raise invalid(
+                f"the batch has no rows ({kind} '{first}' has 0-th dimension 0); send at least "
+                "one row"
+            )
         return cls(columns=dict(columns), num_rows=num_rows)
 
     def to_pandas(self) -> pd.DataFrame:

@@ -4,22 +4,56 @@ Pure functions over bytes and header mappings: the server hands in the raw body 
 Content-Type is needed) and gets back typed numpy tensors, or hands in model outputs and gets back
 the body and headers to send. Specs: ``kserve/open-inference-protocol``
 ``specification/protocol/inference_rest.md`` and Triton's
-``docs/protocol/extension_binary_data.md``.
+``docs/protocol/extension_binary_data.md``. A compressed request body (``Content-Encoding: gzip``
+or ``deflate``, as Triton's clients send on demand) is decoded first. Triton extensions this
+server does not implement (shared memory, classification) are refused with a 400 naming them,
+never silently ignored.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from conveyor.serving.protocols.content_coding import decode_body
 from conveyor.serving.protocols.errors import ProtocolError, invalid
 from conveyor.serving.protocols.tabular import TabularBatch
+from conveyor.serving.protocols.tensor_data import (
+    DATATYPES,
+    datatype_of,
+    decode_binary,
+    decode_json,
+    encode_binary,
+    encode_json,
+)
+
+__all__ = [
+    "BINARY_EXTENSION",
+    "DATATYPES",
+    "HEADER_LENGTH",
+    "MAX_BODY_BYTES",
+    "EncodedBody",
+    "InferRequest",
+    "InferResponse",
+    "InputTensor",
+    "RequestedOutput",
+    "TensorMetadata",
+    "datatype_of",
+    "encode_infer_request",
+    "encode_infer_response",
+    "error_body",
+    "model_metadata_response",
+    "model_ready_response",
+    "parse_infer_request",
+    "parse_infer_response",
+    "server_live_response",
+    "server_metadata_response",
+    "server_ready_response",
+]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 """Header giving the length of the JSON part of a body that carries binary tensor data."""
@@ -27,36 +61,10 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_EXTENSION = "binary_tensor_data"
 """Name of the binary tensor data extension in the server metadata ``extensions`` list."""
 
-DATATYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
-"""Tensor data types of the spec (section "Tensor Data Types") and their numpy dtypes.
+MAX_BODY_BYTES = 16 << 20
+"""Default limit of a request body once its ``Content-Encoding`` is decoded (16 MiB)."""
 
-BYTES tensors are object arrays whose elements are :class:`bytes`.
-"""
-
-_KIND_TO_DATATYPE = {dt: name for name, dt in DATATYPES.items() if name != "BYTES"}
-
-
-def datatype_of(array: np.ndarray) -> str:
-    """The V2 datatype for a numpy array (strings, bytes and objects are BYTES)."""
-    if array.dtype in _KIND_TO_DATATYPE:
-        return _KIND_TO_DATATYPE[array.dtype]
-    if array.dtype.kind in "OSU":
-        return "BYTES"
-    raise ProtocolError(500, f"numpy dtype {array.dtype} has no Open Inference Protocol datatype")
+_SHARED_MEMORY = "shared_memory_region"
 
 
 @dataclass(frozen=True)
@@ -171,105 +179,6 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _flatten(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        return [data]
-    out: list[Any] = []
-    stack: list[Iterable[Any]] = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            out.append(item)
-        else:
-            stack.pop()
-    return out
-
-
-def _check_kind(values: list[Any], datatype: str, where: str) -> None:
-    for value in values:
-        if not _kind_ok(value, datatype):
-            expected = (
-                "booleans"
-                if datatype == "BOOL"
-                else "integers"
-                if datatype.startswith(("INT", "UINT"))
-                else "numbers"
-            )
-            raise invalid(f"{where}: datatype {datatype} needs {expected} in 'data', got {value!r}")
-
-
-def _kind_ok(value: Any, datatype: str) -> bool:
-    if datatype == "BOOL":
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if datatype.startswith(("INT", "UINT")):
-        return isinstance(value, int)
-    return isinstance(value, int | float)
-
-
-def _json_tensor(data: Any, datatype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
-    values = _flatten(data)
-    expected = math.prod(shape)
-    if len(values) != expected:
-        raise invalid(
-            f"{where}: 'data' has {len(values)} elements but shape {list(shape)} needs {expected}"
-        )
-    if datatype == "BYTES":
-        out = np.empty(len(values), dtype=object)
-        for i, value in enumerate(values):
-            if isinstance(value, str):
-                out[i] = value.encode("utf-8")
-            else:
-                raise invalid(f"{where}: datatype BYTES needs strings in 'data', got {value!r}")
-        return out.reshape(shape)
-    _check_kind(values, datatype, where)
-    try:
-        array = np.array(values, dtype=DATATYPES[datatype])
-    except OverflowError:
-        raise invalid(f"{where}: a value in 'data' is out of range for {datatype}") from None
-    return array.reshape(shape)
-
-
-def _binary_tensor(chunk: bytes, datatype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
-    count = math.prod(shape)
-    if datatype == "BYTES":
-        out = np.empty(count, dtype=object)
-        offset = 0
-        for i in range(count):
-            if offset + 4 > len(chunk):
-                raise invalid(f"{where}: binary BYTES data ends after {i} of {count} elements")
-            (length,) = struct.unpack_from("<I", chunk, offset)
-            offset += 4
-            if offset + length > len(chunk):
-                raise invalid(
-                    f"{where}: binary BYTES element {i} needs {length} bytes but only "
-                    f"{len(chunk) - offset} remain"
-                )
-            out[i] = bytes(chunk[offset : offset + length])
-            offset += length
-        if offset != len(chunk):
-            raise invalid(
-                f"{where}: binary_data_size is {len(chunk)} but {count} BYTES elements "
-                f"use {offset} bytes"
-            )
-        return out.reshape(shape)
-    dtype = DATATYPES[datatype]
-    if len(chunk) != count * dtype.itemsize:
-        raise invalid(
-            f"{where}: binary_data_size is {len(chunk)} but shape {list(shape)} of {datatype} "
-            f"needs {count * dtype.itemsize} bytes"
-        )
-    if datatype == "BOOL":
-        raw = np.frombuffer(chunk, dtype=np.uint8)
-        if raw.size and raw.max() > 1:
-            raise invalid(f"{where}: binary BOOL elements must be bytes 0 or 1")
-        return raw.astype(np.bool_).reshape(shape)
-    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
-
-
 def _tensors(items: Any, binary: bytes, what: str, kind: str) -> tuple[dict[str, InputTensor], int]:
     """Decode a list of ``$request_input`` / ``$response_output``; returns tensors, bytes used."""
     if not isinstance(items, list):
@@ -292,6 +201,7 @@ def _tensors(items: Any, binary: bytes, what: str, kind: str) -> tuple[dict[str,
             )
         shape = _shape(item.get("shape"), where)
         params = _parameters(item, where)
+        _refuse_shared_memory(params, where)
         size = params.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -303,12 +213,12 @@ def _tensors(items: Any, binary: bytes, what: str, kind: str) -> tuple[dict[str,
                     f"{where}: binary_data_size is {size} but only {len(binary) - offset} "
                     "bytes of binary data remain"
                 )
-            data = _binary_tensor(binary[offset : offset + size], datatype, shape, where)
+            data = decode_binary(binary[offset : offset + size], datatype, shape, where)
             offset += size
         else:
             if "data" not in item:
                 raise invalid(f"{where}: needs 'data' or parameters.binary_data_size")
-            data = _json_tensor(item["data"], datatype, shape, where)
+            data = decode_json(item["data"], datatype, shape, where)
         tensors[name] = InputTensor(name, datatype, shape, data, params)
     if offset != len(binary):
         raise invalid(
@@ -318,31 +228,60 @@ def _tensors(items: Any, binary: bytes, what: str, kind: str) -> tuple[dict[str,
     return tensors, offset
 
 
+def _refuse_shared_memory(params: Mapping[str, Any], where: str) -> None:
+    if _SHARED_MEMORY in params:
+        raise invalid(
+            f"{where}: shared memory (parameters.{_SHARED_MEMORY}) is not supported by this "
+            "server; send the tensor in the body (JSON 'data' or binary_data_size)"
+        )
+
+
 # ---------------------------------------------------------------------------- server side
 
 
-def parse_infer_request(body: bytes, headers: Mapping[str, str] | None = None) -> InferRequest:
+def parse_infer_request(
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> InferRequest:
     """Parse an ``$inference_request`` body (JSON, or JSON + binary tensor data).
 
     Args:
         body: The raw HTTP body, whatever its Content-Type (or none).
-        headers: The request headers; ``Inference-Header-Content-Length`` (any case) splits the
-            JSON header from the binary tensor data.
+        headers: The request headers (any case): ``Content-Encoding`` (gzip or deflate) says
+            how the body is compressed; ``Inference-Header-Content-Length`` splits the decoded
+            body into the JSON header and the binary tensor data.
+        max_body_bytes: Largest body accepted once decoded.
 
     Raises:
-        ProtocolError: 400 with a message naming the input or field at fault.
+        ProtocolError: 400 with a message naming the input or field at fault (also for the
+            Triton extensions this server does not implement: shared memory and
+            classification); 413 for a decoded body over ``max_body_bytes``; 415 for an
+            unknown ``Content-Encoding``.
     """
-    document, binary = _split_body(body, headers or {}, "inference request")
+    headers = headers or {}
+    body = decode_body(body, _header(headers, "Content-Encoding"), max_body_bytes)
+    document, binary = _split_body(body, headers, "inference request")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise invalid("inference request: 'id' must be a string")
     if "inputs" not in document:
         raise invalid("inference request: missing 'inputs'")
     inputs, _ = _tensors(document["inputs"], binary, "inference request", "inputs")
-    outputs: list[RequestedOutput] = []
-    raw_outputs = document.get("outputs", [])
+    outputs = _requested_outputs(document.get("outputs", []))
+    params = _parameters(document, "inference request")
+    flag = params.get("binary_data_output")
+    if flag is not None and not isinstance(flag, bool):
+        raise invalid("inference request: parameters.binary_data_output must be a boolean")
+    return InferRequest(request_id, inputs, outputs, params)
+
+
+def _requested_outputs(raw_outputs: Any) -> list[RequestedOutput]:
+    """The request's ``outputs`` (``$request_output`` objects), checked."""
     if not isinstance(raw_outputs, list):
         raise invalid("inference request: 'outputs' must be a list")
+    outputs: list[RequestedOutput] = []
     seen: set[str] = set()
     for index, item in enumerate(raw_outputs):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
@@ -352,45 +291,17 @@ def parse_infer_request(body: bytes, headers: Mapping[str, str] | None = None) -
             raise invalid(f"output '{name}' is requested twice")
         seen.add(name)
         params = _parameters(item, f"output '{name}'")
+        _refuse_shared_memory(params, f"output '{name}'")
+        if "classification" in params:
+            raise invalid(
+                f"output '{name}': parameters.classification (Triton's classification "
+                "extension) is not supported; request the 'probabilities' output instead"
+            )
         flag = params.get("binary_data")
         if flag is not None and not isinstance(flag, bool):
             raise invalid(f"output '{name}': parameters.binary_data must be a boolean")
         outputs.append(RequestedOutput(name, flag, params))
-    params = _parameters(document, "inference request")
-    flag = params.get("binary_data_output")
-    if flag is not None and not isinstance(flag, bool):
-        raise invalid("inference request: parameters.binary_data_output must be a boolean")
-    return InferRequest(request_id, inputs, outputs, params)
-
-
-def _tensor_bytes(data: np.ndarray, datatype: str) -> bytes:
-    if datatype == "BYTES":
-        parts = []
-        for element in data.ravel():
-            raw = element.encode("utf-8") if isinstance(element, str) else bytes(element)
-            parts.append(struct.pack("<I", len(raw)))
-            parts.append(raw)
-        return b"".join(parts)
-    dtype = DATATYPES[datatype]
-    return np.ascontiguousarray(data, dtype=dtype.newbyteorder("<")).tobytes()
-
-
-def _json_data(data: np.ndarray, datatype: str, name: str) -> list[Any]:
-    flat = data.ravel()
-    if datatype != "BYTES":
-        return [float(v) for v in flat] if datatype == "FP16" else flat.tolist()
-    out = []
-    for element in flat:
-        if isinstance(element, str):
-            out.append(element)
-            continue
-        try:
-            out.append(bytes(element).decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ProtocolError(
-                500, f"output '{name}' holds bytes that are not UTF-8; request it as binary_data"
-            ) from None
-    return out
+    return outputs
 
 
 def _as_tensor(name: str, value: np.ndarray | InputTensor) -> InputTensor:
@@ -418,13 +329,13 @@ def _encode(
         }
         params = {k: v for k, v in tensor.parameters.items() if k != "binary_data_size"}
         if binary:
-            chunk = _tensor_bytes(tensor.data, tensor.datatype)
+            chunk = encode_binary(tensor.data, tensor.datatype)
             chunks.append(chunk)
             params["binary_data_size"] = len(chunk)
         if params:
             item["parameters"] = params
         if not binary:
-            item["data"] = _json_data(tensor.data, tensor.datatype, tensor.name)
+            item["data"] = encode_json(tensor.data, tensor.datatype, tensor.name)
         items.append(item)
     document[key] = items
     header = json.dumps(document, separators=(",", ":")).encode("utf-8")

@@ -9,6 +9,17 @@ Example:
 
 from __future__ import annotations
 
+from conveyor.store.metadata.activity import ActivityStore
+from conveyor.store.metadata.activity_records import (
+    ACTIVITY_KINDS,
+    ActivityEvent,
+    ActivityKind,
+    ActivityStoreError,
+    LeaseLostError,
+    LeaseRecord,
+    NewActivityEvent,
+    Recorded,
+)
 from conveyor.store.metadata.records import (
     ArtifactRecord,
     ContextRecord,
@@ -24,15 +35,24 @@ from conveyor.store.metadata.records import (
 from conveyor.store.metadata.store import MetadataStore
 
 __all__ = [
+    "ACTIVITY_KINDS",
+    "ActivityEvent",
+    "ActivityKind",
+    "ActivityStore",
+    "ActivityStoreError",
     "ArtifactRecord",
     "ContextRecord",
     "EventKind",
     "EventRecord",
     "ExecutionRecord",
     "ExecutionStatus",
+    "LeaseLostError",
+    "LeaseRecord",
     "MetadataStore",
+    "NewActivityEvent",
     "NewArtifact",
     "PipelineRecord",
+    "Recorded",
     "RunRecord",
     "RunStatus",
     "open_metadata_store",

@@ -16,7 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
 
 from conveyor.exceptions import MetadataStoreError
 from conveyor.store.metadata import tables
@@ -43,7 +59,25 @@ _V1_TABLES = (
     "context_executions",
     "context_artifacts",
 )
-_V2_TABLES = ("model_versions", "model_aliases", "model_audit")
+_V2_TABLES = ("model_versions", "model_aliases")
+_V3_TABLES = ("model_traffic",)
+_V4_TABLES = ("ct_events", "ct_leases", "ct_state")
+
+# ``model_audit`` as version 2 created it: version 3 adds ``details``, so ``_v2`` must not
+# build today's definition (a fresh database and an upgraded one take the same path).
+_V2_AUDIT = Table(
+    "model_audit",
+    MetaData(naming_convention=tables.metadata.naming_convention),
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("name", String(255), nullable=False, index=True),
+    Column("action", String(32), nullable=False),
+    Column("alias", String(64)),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", tables.UTCDateTime, nullable=False),
+)
 
 
 def _create(conn: Connection, names: tuple[str, ...]) -> None:
@@ -59,9 +93,23 @@ def _v1(conn: Connection) -> None:
 def _v2(conn: Connection) -> None:
     """Add the model registry: versions, aliases and their audit trail."""
     _create(conn, _V2_TABLES)
+    _V2_AUDIT.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    """Add traffic splits and the ``details`` of audit entries (a split's old and new value)."""
+    _create(conn, _V3_TABLES)
+    details = tables.model_audit.c.details
+    kind = details.type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE {tables.model_audit.name} ADD COLUMN {details.name} {kind}"))
+
+
+def _v4(conn: Connection) -> None:
+    """Add the continuous-training activity: events, leases and the controller's state."""
+    _create(conn, _V4_TABLES)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 """Migration N+1 takes a database from version N to N+1."""
 
 

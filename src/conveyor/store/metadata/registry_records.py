@@ -1,4 +1,4 @@
-"""Records of the registry tables (versions, aliases, audit entries) and the rules they obey.
+"""Records of the registry tables (versions, aliases, traffic splits, audit entries) and rules.
 
 The records are like :mod:`~conveyor.store.metadata.records`: plain values only (timezone-aware
 UTC timestamps), so they outlive the connection and are safe to pass between threads. The
@@ -27,6 +27,7 @@ __all__ = [
     "ModelSummary",
     "ModelVersionRecord",
     "RegistryStoreError",
+    "TrafficSplit",
     "VersionStatus",
     "audit_record",
     "check_alias",
@@ -35,6 +36,7 @@ __all__ = [
     "check_text",
     "check_version",
     "replay_holders",
+    "traffic_split",
     "version_number",
     "version_ranges",
     "version_record",
@@ -58,14 +60,11 @@ class AuditAction(StrEnum):
     REMOVE_ALIAS = "remove_alias"
     ARCHIVE = "archive"
     UNARCHIVE = "unarchive"
+    TRAFFIC = "traffic"
 
 
 ALIAS_MOVES = (AuditAction.SET_ALIAS, AuditAction.PROMOTE, AuditAction.ROLLBACK)
 """The only actions that point an alias at a version."""
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
-_ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
-_NUMBER = re.compile(r"v?(\d+)")
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,12 @@ class ModelVersionRecord:
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """One change of the registry: who did what, when and why."""
+    """One change of the registry: who did what, when and why.
+
+    ``details`` holds what the other fields cannot say: for a ``traffic`` entry (whose
+    ``alias`` is the route) ``{"old": split, "new": split}``, each ``{"weights": {target:
+    percent}, "shadows": [target]}`` or None when there was (or is) no split.
+    """
 
     id: int
     name: str
@@ -109,6 +113,31 @@ class AuditRecord:
     actor: str
     reason: str
     at: datetime
+    details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TrafficSplit:
+    """How the requests for one alias (the *route*) of a model are shared.
+
+    ``weights`` maps each target -- another alias of the model or an explicit version
+    (``"v7"``) -- to a percent; the percents sum to 100. ``shadows`` are targets that get a
+    copy of each request, answered but never returned. Targets are resolved to versions when
+    read (:meth:`RegistryStore.resolve_routes
+    <conveyor.store.metadata.registry_store.RegistryStore.resolve_routes>`), so a split
+    follows its target aliases as they move.
+
+    Example:
+        >>> split = TrafficSplit("census", "production", {"canary": 10.0, "production": 90.0},
+        ...                      (), updated_at, "alice")  # doctest: +SKIP
+    """
+
+    model: str
+    route: str
+    weights: dict[str, float]
+    shadows: tuple[str, ...]
+    updated_at: datetime
+    updated_by: str
 
 
 @dataclass(frozen=True)
@@ -161,6 +190,20 @@ def audit_record(row: Mapping[Any, Any]) -> AuditRecord:
         actor=row["actor"],
         reason=row["reason"],
         at=row["at"],
+        details=None if row["details"] is None else dict(row["details"]),
+    )
+
+
+def traffic_split(row: Mapping[Any, Any]) -> TrafficSplit:
+    """Build a record from a ``model_traffic`` row (weights ordered by target)."""
+    weights = {str(k): float(v) for k, v in sorted(dict(row["weights"]).items())}
+    return TrafficSplit(
+        model=row["name"],
+        route=row["route"],
+        weights=weights,
+        shadows=tuple(str(s) for s in row["shadows"]),
+        updated_at=row["updated_at"],
+        updated_by=row["updated_by"],
     )
 
 

@@ -2,8 +2,10 @@
 
 This is the engine half of the model registry and knows nothing about models: a *version*
 is an artifact registered under a name with a number (1, 2, ... per name) and JSON metadata;
-an *alias* (``production``, ``staging``) points at one version of a name; every change is an
-append-only audit row with time, actor and reason. The ML layer (:mod:`conveyor.registry`)
+an *alias* (``production``, ``staging``) points at one version of a name; a *traffic split*
+shares the requests for one alias between other aliases and versions (see
+:mod:`~conveyor.store.metadata.registry_traffic`); every change is an append-only audit row
+with time, actor and reason. The ML layer (:mod:`conveyor.registry`)
 adds blessings, promotion and rollback on top.
 
 Each public method is one transaction on the :class:`~conveyor.store.metadata.database.Database`
@@ -50,6 +52,11 @@ from conveyor.store.metadata.registry_records import (
     version_ranges,
     version_record,
 )
+from conveyor.store.metadata.registry_traffic import (
+    TrafficSplits,
+    check_not_a_target,
+    write_split,
+)
 from conveyor.store.metadata.tables import artifacts, model_aliases, model_audit, model_versions
 
 __all__ = ["RegistryStore"]
@@ -68,8 +75,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class RegistryStore:
-    """Named versions of artifacts with aliases, over the metadata store's database.
+class RegistryStore(TrafficSplits):
+    """Named versions of artifacts with aliases and traffic splits, over the metadata store.
+
+    The traffic splits' methods (``set_traffic``, ``clear_traffic``, ``traffic``,
+    ``resolve_routes``) come from :class:`~conveyor.store.metadata.registry_traffic.TrafficSplits`.
 
     Get it from :attr:`MetadataStore.registry <conveyor.store.metadata.MetadataStore.registry>`.
     Thread-safe like the store; several processes may write at once.
@@ -228,7 +238,8 @@ class RegistryStore:
             current = self._require_holder(conn, name, alias)
             where = (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
             conn.execute(delete(model_aliases).where(where))
-            return self._audit(
+            now = _now()
+            removed = self._audit(
                 conn,
                 name,
                 AuditAction.REMOVE_ALIAS,
@@ -236,8 +247,12 @@ class RegistryStore:
                 from_version=current,
                 actor=who,
                 reason=why,
-                at=_now(),
+                at=now,
             )
+            # A split of a route that no longer exists would come back to life, unasked,
+            # if the alias were set again.
+            write_split(self, conn, name, alias, None, actor=who, reason=f"removed: {why}", at=now)
+            return removed
 
         return self._db.write(tx)
 
@@ -387,6 +402,8 @@ class RegistryStore:
                     f"model {name!r} version {version} holds alias {', '.join(map(repr, held))}; "
                     "move or remove the alias before archiving it"
                 )
+            if status == VersionStatus.ARCHIVED:
+                check_not_a_target(conn, name, version)
             conn.execute(
                 update(model_versions)
                 .where(model_versions.c.id == row["id"])
@@ -418,6 +435,7 @@ class RegistryStore:
         actor: str,
         reason: str,
         at: datetime,
+        details: dict[str, Any] | None = None,
     ) -> AuditRecord:
         values = {
             "name": name,
@@ -428,6 +446,7 @@ class RegistryStore:
             "actor": actor,
             "reason": reason,
             "at": at,
+            "details": details,
         }
         row = conn.execute(insert(model_audit).values(values).returning(*model_audit.c))
         return audit_record(row.mappings().one())

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, insert, literal, or_, select, update
 
 from conveyor.exceptions import ConveyorError
+from conveyor.store.metadata.activity import ActivityStore
 from conveyor.store.metadata.database import (
     Database,
     artifacts_by_event,
@@ -113,6 +114,11 @@ class MetadataStore:
     def registry(self) -> RegistryStore:
         """The registry tables (named artifact versions and aliases) of this database."""
         return RegistryStore(self._db)
+
+    @property
+    def activity(self) -> ActivityStore:
+        """The continuous-training activity (events, leases, controller state) of this database."""
+        return ActivityStore(self._db)
 
     def close(self) -> None:
         """Close every pooled connection; the store cannot be used afterwards."""

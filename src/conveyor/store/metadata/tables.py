@@ -37,11 +37,15 @@ __all__ = [
     "context_artifacts",
     "context_executions",
     "contexts",
+    "ct_events",
+    "ct_leases",
+    "ct_state",
     "events",
     "executions",
     "metadata",
     "model_aliases",
     "model_audit",
+    "model_traffic",
     "model_versions",
     "pipelines",
     "runs",
@@ -249,4 +253,71 @@ model_audit = Table(
     Column("actor", String(255), nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    # Schema version 3: what changed beyond alias and versions (a traffic split's old and
+    # new weights); NULL for the entries that need none and for those written before.
+    Column("details", _json()),
+)
+
+# -- traffic splits (schema version 3) ------------------------------------------------------
+# How the requests for one alias (the *route*) of a model are shared between targets: other
+# aliases of the same model or explicit versions ("v7"), resolved to versions when read, so a
+# split follows its target aliases. ``weights`` is {target: percent}; ``shadows`` [target].
+# No foreign key to ``model_aliases``: moving an alias deletes and re-inserts its row, which
+# would cascade; the registry store deletes a split itself when its route alias is removed.
+
+model_traffic = Table(
+    "model_traffic",
+    metadata,
+    Column("name", String(255), nullable=False),
+    Column("route", String(64), nullable=False),
+    Column("weights", _json(), nullable=False),
+    Column("shadows", _json(), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+    PrimaryKeyConstraint("name", "route"),
+)
+
+
+# -- continuous-training activity (schema version 4) ----------------------------------------
+# What the controller did and why (append-only; ``run_id`` is the one column filled in later,
+# once, for an event recorded before its run existed), the leases that keep two controllers
+# from acting at once, and the controller's own state as JSON by key. ``kind`` is free text in
+# the database: the store checks it against the kinds it knows, so a new kind needs no
+# migration. ``dedupe_key`` is unique (NULLs are distinct on both backends): an event that two
+# writers may both record, e.g. an alert for one rule and window, is stored once.
+
+ct_events = Table(
+    "ct_events",
+    metadata,
+    Column("id", _id(), primary_key=True),
+    Column("time", UTCDateTime, nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("pipeline", String(255), index=True),
+    Column("model", String(255), index=True),
+    Column("version", Integer),
+    Column("run_id", _id(), ForeignKey("runs.id"), index=True),
+    Column("subject", String(255)),
+    Column("reason", Text, nullable=False),
+    Column("details", _json(), nullable=False),
+    Column("dedupe_key", String(255)),
+    UniqueConstraint("dedupe_key"),
+)
+
+ct_leases = Table(
+    "ct_leases",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+ct_state = Table(
+    "ct_state",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("value", _json(), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
