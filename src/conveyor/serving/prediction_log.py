@@ -121,8 +121,30 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+def _load_orjson() -> Any:
+    try:
+        import orjson
+    except ImportError:  # an accelerator only (the `serving` extra has it)
+        return None
+    return orjson
+
+
+_orjson = _load_orjson()
+
+
 def to_json(value: Any) -> str:
-    """Compact JSON text for a log column; never raises (falls back to the value's repr)."""
+    """Compact JSON text for a log column; never raises (falls back to the value's repr).
+
+    With orjson installed (the ``serving`` extra) numpy arrays are encoded natively, about
+    3x faster than ``json`` on the flush thread, which shares the GIL with request handling;
+    NaN and infinities are then written as ``null`` (valid JSON, which DuckDB reads as NULL).
+    """
+    if _orjson is not None:
+        try:
+            options = _orjson.OPT_SERIALIZE_NUMPY | _orjson.OPT_NON_STR_KEYS
+            return str(_orjson.dumps(value, default=_json_default, option=options), "utf-8")
+        except (TypeError, ValueError):  # e.g. non-contiguous arrays: the plain path below
+            pass
     try:
         return json.dumps(value, separators=(",", ":"), default=_json_default)
     except (TypeError, ValueError):  # circular structures, unencodable keys ...
