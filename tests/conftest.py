@@ -10,6 +10,10 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
+# The store contract tests' backend fixtures (``metadata_url``, ``store``) live in a module of
+# their own; a test module that defines a fixture of the same name overrides them.
+pytest_plugins = ["store_support"]
+
 # -- PostgreSQL: a fresh schema per test -------------------------------------------------
 POSTGRES_URL_ENV = "CONVEYOR_TEST_POSTGRES_URL"
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,9 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
+from conveyor.cli.app import app as cli_app
 from conveyor.config import load_settings
 from conveyor.monitoring import Monitor, WindowSpec
 from conveyor.monitoring.results import WindowResult
@@ -170,6 +173,15 @@ def test_each_retrain_started_with_its_reason_recorded_and_linked(story: Played)
         assert _one(ws, "registered", version=version.version).run_id == run_id
     shift_trigger = _one(ws, "trigger", subject="retrain-on-drift")
     assert shift_trigger.time >= _one(ws, "alert", subject="age-drift").time
+    # the same link as a user sees it: `conveyor models show income:N` says why it was trained
+    ref = f"{MODEL}:{result.versions['shift']}"
+    done = CliRunner().invoke(cli_app, ["--home", str(result.folder), "models", "show", ref])
+    assert done.exit_code == 0, done.output
+    assert "trained   because alert age-drift" in " ".join(done.output.split("\n"))
+    shown = CliRunner().invoke(
+        cli_app, ["--home", str(result.folder), "models", "show", ref, "--json"]
+    )
+    assert json.loads(shown.output)["trigger"]["id"] == shift_trigger.id
 
 
 def test_the_retrained_models_are_blessed_canaried_and_promoted(story: Played) -> None:

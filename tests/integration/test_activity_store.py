@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,20 +41,6 @@ from conveyor.store.workspace import Workspace
 from pipeline_sources import SLOW, diamond_source
 
 CT_TABLES = {"ct_events", "ct_leases", "ct_state"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/metadata.db"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def store(metadata_url: str) -> Iterator[MetadataStore]:
-    opened = MetadataStore.open(metadata_url)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 import conveyor
+from cli_support import invoke
 from conveyor.cli.app import ConveyorGroup
 from conveyor.cli.data_list import list_command
 from conveyor.cli.state import CliState
@@ -50,10 +50,7 @@ def _span(root: Path, number: int, ids: range) -> None:
 
 
 def cli(home: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(data_app, ["--home", str(home), "list", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke(data_app, "--home", str(home), "list", *args)
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
+from cli_support import invoke, json_output, words
 from conveyor.cli.app import app
 from conveyor.store.metadata import ACTIVITY_KINDS, MetadataStore
 
@@ -51,20 +50,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cli(home: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["--home", str(home), *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke(app, "--home", str(home), *args)
 
 
 def cli_json(home: Path, *args: str) -> Any:
-    code, out, err = cli(home, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-def _words(text: str) -> str:
-    return " ".join(text.replace("│", " ").split())
+    return json_output(cli(home, *args, "--json"))
 
 
 def _kinds(home: Path, *args: str) -> list[str]:
@@ -108,14 +98,14 @@ def test_events_filters(home: Path) -> None:
 def test_bad_kind_or_duration_exits_2_and_says_what_is_valid(home: Path) -> None:
     code, _, err = cli(home, "events", "--kind", "promote")
     assert code == 2
-    assert "unknown activity event kind 'promote' (did you mean 'promoted'?)" in _words(err)
+    assert "unknown activity event kind 'promote' (did you mean 'promoted'?)" in words(err)
     code, _, err = cli(home, "events", "--kind", "zzz")
     assert code == 2
     assert all(kind in err for kind in ACTIVITY_KINDS)
     code, _, err = cli(home, "events", "--since", "yesterday")
-    assert code == 2 and "is not a duration" in _words(err)
+    assert code == 2 and "is not a duration" in words(err)
     code, _, err = cli(home, "events", "--run", "a3")
-    assert code == 2 and "is not a run id" in _words(err)
+    assert code == 2 and "is not a run id" in words(err)
 
 
 def test_events_in_a_fresh_folder_print_a_hint_and_create_nothing(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cli_support import invoke, json_output
 from conveyor.cli import app
 from conveyor.store.metadata.records import NewArtifact, RunStatus
 from conveyor.store.metadata.store import MetadataStore
@@ -114,16 +115,11 @@ def home(clean_env: Path) -> Home:
 def cli(home: Home | Path, *args: str) -> tuple[int, str, str]:
     """Run ``conveyor --home HOME ARGS`` in-process; return (exit code, stdout, stderr)."""
     path = home.path if isinstance(home, Home) else home
-    result = CliRunner().invoke(app, ["--home", str(path), *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke(app, "--home", str(path), *args)
 
 
 def cli_json(home: Home | Path, *args: str) -> Any:
-    code, out, err = cli(home, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
+    return json_output(cli(home, *args, "--json"))
 
 
 # -- runs -------------------------------------------------------------------------------

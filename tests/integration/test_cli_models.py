@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
+from cli_support import invoke, json_output
 from conveyor.cli import models
 from conveyor.cli.app import ConveyorGroup, root
 from conveyor.registry import ModelRegistry
@@ -58,16 +57,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cli(home: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(_app(), ["--home", str(home), "models", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke(_app(), "--home", str(home), "models", *args)
 
 
 def cli_json(home: Path, *args: str) -> Any:
-    code, out, err = cli(home, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
+    return json_output(cli(home, *args, "--json"))
 
 
 def _registry_state(home: Path) -> tuple[Any, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +12,8 @@ import pandas as pd
 import pytest
 import typer
 from sklearn.tree import DecisionTreeClassifier
-from typer.testing import CliRunner
 
+from cli_support import invoke, json_output
 from conveyor.cli import models
 from conveyor.cli.app import ConveyorGroup, root
 from conveyor.cli.models_evaluate import (
@@ -105,17 +104,11 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def cli(home: Path, *args: str) -> tuple[int, str, str]:
-    runner = CliRunner()
-    result = runner.invoke(_app(), ["--home", str(home / "home"), "models", "evaluate", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke(_app(), "--home", str(home / "home"), "models", "evaluate", *args)
 
 
 def cli_json(home: Path, *args: str) -> Any:
-    code, out, err = cli(home, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
+    return json_output(cli(home, *args, "--json"))
 
 
 def test_a_version_on_a_dataset_artifact_against_production(home: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cli_support import invoke, json_output, words
 from conveyor.cli.app import app
 from conveyor.cli.models_traffic import parse_assignments
 from conveyor.registry import ModelRegistry
@@ -39,21 +39,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cli(home: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["--home", str(home), "models", "traffic", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke(app, "--home", str(home), "models", "traffic", *args)
 
 
 def cli_json(home: Path, *args: str) -> Any:
-    code, out, err = cli(home, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-def _words(text: str) -> str:
-    """``text`` on one line, without the borders of typer's error panel."""
-    return " ".join(text.replace("│", " ").split())
+    return json_output(cli(home, *args, "--json"))
 
 
 def _state(home: Path) -> tuple[Any, ...]:
@@ -75,7 +65,7 @@ def test_set_show_and_clear_a_split(home: Path) -> None:
     code, out, _ = cli(home, "census", "production=90", "canary=10", "--reason", "canary")
     assert code == 0
     assert "census: traffic production: - -> canary=10, production=90 (by cli-tester: canary)" in (
-        _words(out)
+        words(out)
     )
 
     shown = cli_json(home, "census")["routes"]["production"]
@@ -131,7 +121,7 @@ def test_another_route_with_versions_and_shadows(home: Path) -> None:
     # The audit trail shows the split in `models history`.
     result = CliRunner().invoke(app, ["--home", str(home), "models", "history", "census"])
     assert result.exit_code == 0
-    assert "staging: - -> staging=50, v1=50; shadows canary" in _words(result.stdout)
+    assert "staging: - -> staging=50, v1=50; shadows canary" in words(result.stdout)
 
 
 def test_a_missing_target_alias_shows_as_missing(home: Path) -> None:
@@ -173,7 +163,7 @@ def test_bad_input_exits_2_and_changes_nothing(
     before = _state(home)
     code, out, err = cli(home, *args)
     assert code == 2
-    assert message in _words(out + err)
+    assert message in words(out + err)
     assert "Traceback" not in out + err
     assert _state(home) == before
 

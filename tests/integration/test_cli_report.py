@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
+from cli_support import invoke
 from conveyor.cli.app import app
 from conveyor.ct import load_policy
 from conveyor.ct.report import build_timeline, policy_monitor
@@ -144,10 +144,7 @@ def _act(trained: Trained, start: dt.datetime) -> None:
 
 
 def cli(home: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["--home", str(home), "report", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke(app, "--home", str(home), "report", *args)
 
 
 class Page(HTMLParser):
@@ -283,6 +280,16 @@ def test_conveyor_report_json_is_the_timeline(served: Served) -> None:
     assert data["model"] == MODEL and data["window"] == "500 predictions"
     assert [w["version"] for w in data["windows"]] == [1] * 4 + [2] * 2
     assert {m["kind"] for m in data["marks"]} >= {"trigger", "promoted", "traffic", "alert"}
+
+
+def test_an_out_path_that_cannot_be_written_is_named_with_the_fix(served: Served) -> None:
+    blocker = served.root / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = cli(served.trained.home, MODEL, "--policy", str(served.policy),
+                       "--out", str(blocker / "page.html"))  # fmt: skip
+    assert code == 2  # bad input: the user's --out
+    assert f"cannot write the report {blocker / 'page.html'}" in " ".join(err.split())
+    assert "pick another --out" in err and not list(served.root.glob(".page.html*"))
 
 
 def test_since_keeps_the_recent_part_and_says_when_there_is_no_traffic(served: Served) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
+from cli_support import invoke
 from conveyor.cli import app
 from pipeline_sources import FAILING, diamond_source
 
@@ -32,10 +32,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def cli(*args: str) -> tuple[int, str, str]:
     """Run ``conveyor ARGS`` in-process; return (exit code, stdout, stderr)."""
-    result = CliRunner().invoke(app, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke(app, *args)
 
 
 def run_json(*args: str) -> tuple[int, dict[str, Any]]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
+from cli_support import invoke
 from conveyor.cli.app import ConveyorGroup, root
 from conveyor.cli.runs_compare import compare_command
 from conveyor.store.metadata import MetadataStore, NewArtifact
@@ -78,10 +78,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cli(home: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(_app(), ["--home", str(home), "runs", "compare", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke(_app(), "--home", str(home), "runs", "compare", *args)
 
 
 def _rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

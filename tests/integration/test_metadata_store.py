@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,20 +32,6 @@ from conveyor.store.metadata import (
 
 HOST = "test-host"
 DEAD_PID = 999_999_999
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/metadata.db"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def store(metadata_url: str) -> Iterator[MetadataStore]:
-    opened = MetadataStore.open(metadata_url)
-    yield opened
-    opened.close()
 
 
 def _artifact(uri: str, type_name: str = "Dataset", **properties: object) -> NewArtifact:

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,20 +40,6 @@ V1_TABLES = {
 }
 REGISTRY_TABLES = {"model_versions", "model_aliases", "model_audit", "model_traffic"}
 ACTIVITY_TABLES = {"ct_events", "ct_leases", "ct_state"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/metadata.db"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def store(metadata_url: str) -> Iterator[MetadataStore]:
-    opened = MetadataStore.open(metadata_url)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

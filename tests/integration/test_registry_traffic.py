@@ -9,7 +9,6 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,13 +25,6 @@ from conveyor.store.metadata import MetadataStore, NewArtifact, migrations, tabl
 
 SPLIT = {"production": 90, "canary": 10}
 V2_AUDIT = migrations._V2_AUDIT  # the audit table as schema version 2 wrote it
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/metadata.db"
-    return str(request.getfixturevalue("postgres_url"))
 
 
 def _populate(store: MetadataStore, count: int = 4) -> ModelRegistry:

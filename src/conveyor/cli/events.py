@@ -45,7 +45,8 @@ KIND_STYLES: dict[str, str] = {
 }
 
 
-def _since(text: str | None) -> dt.datetime | None:
+def parse_since(text: str | None) -> dt.datetime | None:
+    """``--since 2h``: the time that long ago (aware, UTC); None when the option is not given."""
     if text is None:
         return None
     try:
@@ -114,7 +115,7 @@ def events_command(
 ) -> None:
     """Show what the continuous-training controller did and why, newest last."""
     kinds = check_kinds(kind) if kind else None
-    after = _since(since)
+    after = parse_since(since)
     run_id = _run_id(run)
     with read_store(ctx) as store:
         found = store.activity.events(

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from conveyor.cli.render import iso, out_console, print_json, timestamp
 from conveyor.cli.state import read_store
+from conveyor.exceptions import NotFoundError
 from conveyor.registry import (
     AuditAction,
     AuditRecord,
@@ -227,7 +228,8 @@ def show_command(
     with read_store(ctx) as store:
         registry = ModelRegistry(store)
         if version is not None:
-            _show_version(registry.get(name, version), json_output)
+            record = registry.get(name, version)
+            _show_version(record, json_output, _trained_because(store, record))
             return
         versions = registry.list(name, include_archived=archived)
         aliases = registry.aliases(name)
@@ -251,9 +253,26 @@ def show_command(
     out_console().print(Group(Text(f"model {name}", style="bold"), table))
 
 
-def _show_version(record: ModelVersionRecord, json_output: bool) -> None:
+def _trained_because(store: Any, record: ModelVersionRecord) -> Any:
+    """The ``trigger`` event that started the run which trained ``record``, if any.
+
+    This is the last link of the lineage from a model version back to why it was trained:
+    version -> run (``run_id``) -> the run's ``trigger_event`` label -> the trigger event.
+    """
+    if record.run_id is None:
+        return None
+    try:
+        events = store.activity.run_events(record.run_id)
+    except NotFoundError:
+        return None
+    return next((e for e in events if e.kind == "trigger"), None)
+
+
+def _show_version(record: ModelVersionRecord, json_output: bool, trigger: Any = None) -> None:
     if json_output:
-        print_json(version_dict(record))
+        document = version_dict(record)
+        document["trigger"] = None if trigger is None else trigger.to_dict()
+        print_json(document)
         return
     lines = [
         Text(f"model {record.ref}", style="bold"),
@@ -265,6 +284,13 @@ def _show_version(record: ModelVersionRecord, json_output: bool) -> None:
         Text(f"lineage   run {_number(record.run_id)}, execution {_number(record.execution_id)}"),
         Text(f"created   {timestamp(record.created_at)} by {record.created_by}"),
     ]
+    if trigger is not None:
+        lines.append(
+            Text(
+                f"trained   because {trigger.reason} (trigger {trigger.subject!r}, "
+                f"event {trigger.id})"
+            )
+        )
     if record.description:
         lines.append(Text(f"about     {record.description}"))
     metrics = Table("metric", "value")

@@ -18,8 +18,6 @@ Mounted by the root app as ``conveyor models evaluate`` (``models.app.command("e
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -32,7 +30,7 @@ from rich.text import Text
 
 from conveyor.cli.artifacts import parse_artifact_id
 from conveyor.cli.models import parse_model_ref
-from conveyor.cli.render import err_console, out_console, print_json
+from conveyor.cli.render import err_console, out_console, print_json, write_page
 from conveyor.cli.state import read_store, settings_from
 from conveyor.components.model_evaluate import (
     Baseline,
@@ -266,7 +264,11 @@ def evaluate_command(
     }
     options = {"label": label, "split": split, "baseline": baseline, "quiet": json_output}
     report = _evaluate(ctx, model, data, {**options, "config": config})
-    written = None if html is None else _write_html(html, render_evaluation_html(report))
+    written = (
+        None
+        if html is None
+        else write_page(html, render_evaluation_html(report), fix="pick another --html")
+    )
     if json_output:
         print_json({**json.loads(report.model_dump_json()), "html": written and str(written)})
         return
@@ -283,18 +285,6 @@ def _busy(quiet: bool, message: str) -> Iterator[None]:
         return
     with console.status(message):
         yield
-
-
-def _write_html(path: Path, page: str) -> Path:
-    target = path.expanduser().absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
 
 
 # -- printing ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Shared presentation: colours, durations, sizes, timestamps and JSON output.
+"""Shared presentation: colours, durations, sizes, timestamps, JSON output and HTML pages.
 
 Human output goes through rich consoles created per call (so test runners that swap
 ``sys.stdout`` see it); machine output is plain JSON on stdout with stable keys and
@@ -7,17 +7,21 @@ ISO-8601 timestamps, printed without any markup or wrapping.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from conveyor.exceptions import ConveyorError
 from conveyor.store.metadata.records import (
     ArtifactRecord,
     ExecutionRecord,
@@ -38,6 +42,7 @@ __all__ = [
     "status_text",
     "steps_summary",
     "timestamp",
+    "write_page",
 ]
 
 STATUS_STYLES: dict[str, str] = {
@@ -207,3 +212,30 @@ def artifact_dict(artifact: ArtifactRecord) -> dict[str, Any]:
         "properties": artifact.properties,
         "created_at": iso(artifact.created_at),
     }
+
+
+def write_page(path: Path, text: str, *, fix: str) -> Path:
+    """Write an HTML page (or any text) to ``path`` whole: readers see the old file or the new.
+
+    Args:
+        path: Where the page goes; its folder is created. ``~`` is expanded.
+        text: The page.
+        fix: What the user can do when the page cannot be written (ends the error message).
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        ConveyorError: The folder or the file cannot be written.
+    """
+    target = path.expanduser().resolve()
+    temporary = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # its folder may be what could not be made
+            temporary.unlink(missing_ok=True)
+        raise ConveyorError(f"cannot write the report {target}: {exc}; {fix}") from exc
+    return target

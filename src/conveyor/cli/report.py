@@ -13,22 +13,18 @@ a did-you-mean and creates nothing.
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import re
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from conveyor.cli.render import err_console, out_console, print_json
+from conveyor.cli.events import parse_since
+from conveyor.cli.render import err_console, out_console, print_json, write_page
 from conveyor.cli.state import read_store, settings_from
 from conveyor.config import Settings
-from conveyor.ct.durations import parse_duration
 from conveyor.ct.policy import POLICY_SECTIONS, load_policy
 from conveyor.ct.policy_model import Policy
-from conveyor.exceptions import ConveyorError
 from conveyor.registry import ModelRegistry
 from conveyor.store.workspace import Workspace
 
@@ -51,27 +47,6 @@ def _policy(settings: Settings, policy_file: Path | None) -> Policy:
     if settings.config_file is not None and any(s in settings.extra for s in POLICY_SECTIONS):
         return load_policy(settings)
     return Policy()
-
-
-def _since(text: str | None) -> dt.datetime | None:
-    if text is None:
-        return None
-    try:
-        return dt.datetime.now(dt.UTC) - parse_duration(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--since'") from None
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise ConveyorError(f"cannot write the report {path}: {exc}; pick another --out") from exc
-    return path.resolve()
 
 
 def _summary(timeline: Timeline) -> str:
@@ -120,7 +95,7 @@ def report_command(
     """Write the timeline of a model: metrics and drift over time, with every event marked."""
     from conveyor.ct.report import build_timeline, render_timeline_html
 
-    start = _since(since)
+    start = parse_since(since)
     settings = settings_from(ctx)
     loaded = _policy(settings, policy)
     with read_store(ctx) as store:
@@ -131,8 +106,8 @@ def report_command(
             timeline = build_timeline(workspace, model, policy=loaded, since=start)
     finally:
         workspace.close()
-    path = _write(out if out is not None else report_path(settings.home, model),
-                  render_timeline_html(timeline))  # fmt: skip
+    target = out if out is not None else report_path(settings.home, model)
+    path = write_page(target, render_timeline_html(timeline), fix="pick another --out")
     if json_output:
         print_json({"report": str(path), **timeline.to_dict()})
         return

@@ -13,8 +13,6 @@ Any other artifact is shown as ``conveyor artifacts show`` shows it.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 import webbrowser
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,13 +25,13 @@ from rich.text import Text
 
 from conveyor.cli import artifacts as artifacts_cli
 from conveyor.cli.artifacts import parse_artifact_id
-from conveyor.cli.render import err_console, out_console, print_json
+from conveyor.cli.render import err_console, out_console, print_json, write_page
 from conveyor.cli.state import read_store, settings_from
 from conveyor.core.materializers import load_folder, materializer_for
 from conveyor.data.errors import DataError
 from conveyor.data.statistics_model import DatasetStatistics
 from conveyor.data.validation_model import ValidationReport
-from conveyor.exceptions import ConveyorError, MaterializerError
+from conveyor.exceptions import MaterializerError
 from conveyor.store.artifact_store import MARKER_NAME, ArtifactStore
 from conveyor.store.metadata.records import ArtifactRecord, EventKind
 from conveyor.store.metadata.store import MetadataStore
@@ -41,6 +39,7 @@ from conveyor.store.metadata.store import MetadataStore
 __all__ = ["REPORT_TYPES", "show_command"]
 
 REPORT_TYPES = ("Statistics", "ValidationReport")
+_HOME_FIX = "make the home's reports folder writable, or pick another --home"
 REPORT_FILE = "report.html"
 _MAX_EXECUTIONS = 20  # lineage hops looked at when searching for related statistics
 
@@ -130,18 +129,6 @@ def _render(
     return page, report
 
 
-def _write_atomically(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise ConveyorError(f"cannot write report {path}: {exc}") from exc
-    return path
-
-
 def _print_statistics(stats: DatasetStatistics) -> None:
     console = out_console()
     table = Table("split", "rows", "numeric", "categorical", "label")
@@ -200,7 +187,7 @@ def show_command(
         return
     page, obj = shown
     name = f"a{record.id}-{record.type_name.lower()}.html"
-    path = _write_atomically(settings.home / "reports" / name, page)
+    path = write_page(settings.home / "reports" / name, page, fix=_HOME_FIX)
     _report_back(record, obj, path, json_output)
     if open_browser and not webbrowser.open(path.as_uri()):
         err_console().print(f"no web browser found: open {path} yourself", style="yellow")
@@ -218,9 +205,8 @@ def _stored_report(
         page = page_file.read_text(encoding="utf-8")
         data_file = folder / "evaluation.json"
         data = json.loads(data_file.read_text(encoding="utf-8")) if data_file.is_file() else {}
-    path = _write_atomically(
-        home / "reports" / f"a{record.id}-{record.type_name.lower()}.html", page
-    )
+    name = f"a{record.id}-{record.type_name.lower()}.html"
+    path = write_page(home / "reports" / name, page, fix=_HOME_FIX)
     if as_json:
         print_json({"artifact": record.id, "type": record.type_name, "report": str(path)})
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from conveyor.ct.ledger import Ledger, key
 from conveyor.ct.policy_model import MonitoringPolicy, Policy
@@ -28,7 +28,7 @@ from conveyor.store.workspace import Workspace
 if TYPE_CHECKING:
     from conveyor.monitoring.monitor import Monitor
 
-__all__ = ["RECENT", "AlertWatch", "alert_from_json", "alert_to_json", "window_spec"]
+__all__ = ["RECENT", "AlertWatch", "window_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,40 +42,6 @@ def window_spec(monitoring: MonitoringPolicy) -> WindowSpec:
     if isinstance(monitoring.window, dt.timedelta):
         return WindowSpec(duration=monitoring.window)
     return WindowSpec(size=monitoring.window)
-
-
-def alert_to_json(alert: Alert) -> dict[str, Any]:
-    """An alert as JSON (kept in its event's details)."""
-    return {
-        "rule": alert.rule,
-        "model": alert.model,
-        "version": alert.version,
-        "metric": alert.metric,
-        "feature": alert.feature,
-        "value": alert.value,
-        "threshold": alert.threshold,
-        "window_start": alert.window_start.isoformat(),
-        "window_end": alert.window_end.isoformat(),
-        "fired_at": alert.fired_at.isoformat(),
-        "details": alert.details,
-    }
-
-
-def alert_from_json(data: Mapping[str, Any]) -> Alert:
-    """The inverse of :func:`alert_to_json`."""
-    return Alert(
-        rule=str(data["rule"]),
-        model=str(data["model"]),
-        version=None if data.get("version") is None else int(data["version"]),
-        metric=str(data["metric"]),
-        feature=data.get("feature"),
-        value=float(data["value"]),
-        threshold=float(data["threshold"]),
-        window_start=dt.datetime.fromisoformat(str(data["window_start"])),
-        window_end=dt.datetime.fromisoformat(str(data["window_end"])),
-        fired_at=dt.datetime.fromisoformat(str(data["fired_at"])),
-        details=dict(data.get("details") or {}),
-    )
 
 
 class AlertWatch:
@@ -149,7 +115,7 @@ class AlertWatch:
             model=alert.model,
             version=alert.version,
             subject=alert.rule,
-            details={"alert": alert_to_json(alert)},
+            details={"alert": alert.to_json()},
             dedupe_key=f"alert:{alert.rule}:{alert.window_end.isoformat()}",
         )
         self.ledger.record([event], state=state)
@@ -167,7 +133,7 @@ class AlertWatch:
             data = event.details.get("alert")
             if isinstance(data, Mapping):
                 try:
-                    alerts.append(alert_from_json(data))
+                    alerts.append(Alert.from_json(data))
                 except (KeyError, TypeError, ValueError):
                     continue  # an alert recorded by hand without the full record
         return alerts

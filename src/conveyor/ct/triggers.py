@@ -366,27 +366,11 @@ class AlertTrigger(Trigger):
         )
         if last is not None and not fresh:
             reason = f"{self.describe()} already acted on at {_when(last)}"
-            return self._decide(now, False, reason, {"alerts": [_alert_json(a) for a in active]})
+            return self._decide(now, False, reason, {"alerts": [a.to_json() for a in active]})
         first = fresh[0]
         others = f" (and {len(fresh) - 1} more alert(s))" if len(fresh) > 1 else ""
         reason = f"alert {first.rule}: {first.reason()}{others}"
-        return self._decide(now, True, reason, {"alerts": [_alert_json(a) for a in fresh]})
-
-
-def _alert_json(alert: Alert) -> dict[str, Any]:
-    return {
-        "rule": alert.rule,
-        "model": alert.model,
-        "version": alert.version,
-        "metric": alert.metric,
-        "feature": alert.feature,
-        "value": alert.value,
-        "threshold": alert.threshold,
-        "window_start": alert.window_start.isoformat(),
-        "window_end": alert.window_end.isoformat(),
-        "fired_at": alert.fired_at.isoformat(),
-        "details": alert.details,
-    }
+        return self._decide(now, True, reason, {"alerts": [a.to_json() for a in fresh]})
 
 
 def _check_now(now: dt.datetime) -> None:

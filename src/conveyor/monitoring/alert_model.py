@@ -10,6 +10,7 @@ same rule may fire again. Monitoring evaluates rules over window results and ret
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,4 +82,37 @@ class Alert:
             f"{what} of {self.model}{version} was {self.value:.4g} "
             f"(threshold {self.threshold:.4g}) in the windows from "
             f"{self.window_start.isoformat()} to {self.window_end.isoformat()}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The alert as JSON: times as ISO 8601 strings (the controller keeps it in events)."""
+        return {
+            "rule": self.rule,
+            "model": self.model,
+            "version": self.version,
+            "metric": self.metric,
+            "feature": self.feature,
+            "value": self.value,
+            "threshold": self.threshold,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "fired_at": self.fired_at.isoformat(),
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Alert:
+        """The inverse of :meth:`to_json`."""
+        return cls(
+            rule=str(data["rule"]),
+            model=str(data["model"]),
+            version=None if data.get("version") is None else int(data["version"]),
+            metric=str(data["metric"]),
+            feature=data.get("feature"),
+            value=float(data["value"]),
+            threshold=float(data["threshold"]),
+            window_start=dt.datetime.fromisoformat(str(data["window_start"])),
+            window_end=dt.datetime.fromisoformat(str(data["window_end"])),
+            fired_at=dt.datetime.fromisoformat(str(data["fired_at"])),
+            details=dict(data.get("details") or {}),
         )
