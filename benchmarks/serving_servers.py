@@ -27,7 +27,6 @@ import json
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -42,6 +41,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from conveyor.serving.server_process import free_port
 
 HERE = Path(__file__).resolve().parent
 MLFLOW_VENV = HERE / ".venv-mlflow"
@@ -111,13 +112,6 @@ class Contender:
     url: str
     encode: Callable[[np.ndarray, list[str]], bytes]
     labels: Callable[[bytes], list[int]]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def post(url: str, body: bytes, timeout: float = 30.0) -> bytes:

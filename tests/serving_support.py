@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +10,11 @@ import pandas as pd
 from conveyor.core.materializers import save_artifact
 from conveyor.modeling.bundle import ModelBundle, save_bundle
 from conveyor.registry import ModelRegistry
+from conveyor.serving.server_process import free_port
 from conveyor.store.metadata import NewArtifact
 from conveyor.store.workspace import Workspace
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "register_production", "store_bundle"]
 
 
 def store_bundle(ws: Workspace, folder: Path, seed: int = 0) -> tuple[int, Path]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from conveyor.store.metadata.activity_records import ActivityEvent
+from conveyor.store.metadata import ActivityEvent
 
 from .stage import Stage, StoryError, StoryResult
 from .world import MODEL, RETRAIN
@@ -117,48 +117,55 @@ def _first_window(stage: Stage, alert: ActivityEvent, span: int) -> None:
     )
 
 
+def _drift_chapter(
+    stage: Stage, span: int, key: str, label: str, heading: str, intro: str, judged: str
+) -> None:
+    """Land ``span`` -> alert -> retrain -> canary -> promotion, narrated with the given text."""
+    n = stage.narrator
+    n.heading(str(span), heading)
+    n.say(intro)
+    stage.land(span)
+    stage.begin(key, f"{label}, before the retrain (span {span})", span=span)
+    stage.serve_until(stage.pool(span), {"canary_started"})
+    _first_window(stage, _one(stage.recorded, "alert"), span)
+    n.say(judged)
+    _roll_out(stage, span, f"after_{key}", f"{label}, after the retrain (span {span})")
+
+
 def covariate_shift(stage: Stage) -> None:
     """Span 3: age drifts -> alert -> retrain -> canary -> promotion."""
-    n = stage.narrator
-    n.heading("3", "a covariate shift: the people asking change")
-    n.say(
+    _drift_chapter(
+        stage,
+        3,
+        "shift",
+        "covariate shift",
+        "a covariate shift: the people asking change",
         "Span 3 lands and its requests begin. Its people are older (6 years on average), work "
         "shorter weeks and hold more degrees; what decides their income has not changed. The "
         "policy's rule 'age-drift' fires when the age of the callers in a window drifts from "
         "the ages the model was trained on (PSI above the schema's threshold); its trigger, "
-        "'retrain-on-drift', then retrains on the newest span."
-    )
-    stage.land(3)
-    stage.begin("shift", "covariate shift, before the retrain (span 3)", span=3)
-    stage.serve_until(stage.pool(3), {"canary_started"})
-    _first_window(stage, _one(stage.recorded, "alert"), 3)
-    n.say(
+        "'retrain-on-drift', then retrains on the newest span.",
         "The canary's windows are judged once their ground truth is in, against production's "
-        "windows of the same period."
+        "windows of the same period.",
     )
-    _roll_out(stage, 3, "after_shift", "covariate shift, after the retrain (span 3)")
 
 
 def concept_drift(stage: Stage) -> None:
     """Span 4: accuracy drops -> alert -> retrain -> canary -> promotion -> accuracy back."""
-    n = stage.narrator
-    n.heading("4", "a concept drift: the same people, but the rules change")
-    n.say(
+    _drift_chapter(
+        stage,
+        4,
+        "concept",
+        "concept drift",
+        "a concept drift: the same people, but the rules change",
         "Span 4 lands and its requests begin. The people look exactly like span 3's, so no "
         "input drifts; but what decides income changes: hours worked now count far more, "
         "degrees and marriage barely. Only the ground truth can show it. The rule "
         "'accuracy-drop' fires when two windows in a row, once labelled, are below its "
-        "threshold; 'retrain-on-accuracy-drop' retrains on span 4."
-    )
-    stage.land(4)
-    stage.begin("concept", "concept drift, before the retrain (span 4)", span=4)
-    stage.serve_until(stage.pool(4), {"canary_started"})
-    _first_window(stage, _one(stage.recorded, "alert"), 4)
-    n.say(
+        "threshold; 'retrain-on-accuracy-drop' retrains on span 4.",
         "The drop had to wait for the ground truth: labels arrive one batch later, and a "
-        "window is judged only once all of its labels are in."
+        "window is judged only once all of its labels are in.",
     )
-    _roll_out(stage, 4, "after_concept", "concept drift, after the retrain (span 4)")
 
 
 def bad_candidate(stage: Stage) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from conveyor.store.metadata.activity_records import ActivityEvent
+from conveyor.store.metadata import ActivityEvent
 
 __all__ = ["Narrator", "Segment", "tell"]
 

@@ -30,7 +30,7 @@ from conveyor.ct.controller import Controller
 from conveyor.ct.report import build_timeline, render_timeline_html
 from conveyor.exceptions import ConveyorError
 from conveyor.registry import ModelRegistry
-from conveyor.store.metadata.activity_records import ActivityEvent
+from conveyor.store.metadata import ActivityEvent
 from conveyor.store.workspace import Workspace
 
 from .narrate import Narrator, Segment

@@ -29,6 +29,7 @@ from conveyor.serving.infra_validation import (
     InfraValidationError,
     validate_serving,
 )
+from conveyor.serving.server_process import free_port
 from conveyor.store.metadata.records import ExecutionStatus, RunStatus
 from conveyor.store.workspace import Workspace
 
@@ -80,16 +81,10 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_good_model_passes_and_leaves_nothing_behind(tmp_path: Path, tmp_root: Path) -> None:
     bundle = _bundle(tmp_path / "bundle")
     examples, _ = _frame(60, seed=1)  # 60 rows: the last of 8 requests has 4 rows
-    port = _free_port()
+    port = free_port()
     result = validate_serving(bundle, examples, model_name="census", requests=8, port=port)
     assert result.blessed, result.reasons
     assert (result.requests, result.rows, result.failed_requests) == (8, 60, 0)

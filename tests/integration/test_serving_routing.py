@@ -35,10 +35,6 @@ from conveyor.store.workspace import Workspace
 from serving_bundles import register_model
 from serving_support import free_port
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(ModelRegistry, "set_traffic"), reason="requires ModelRegistry.set_traffic"
-)
-
 ROW = {"instances": [{"x": 0.5, "n": 1.0}]}
 ROWS = pd.DataFrame({"x": [0.5, -1.0, 2.0], "n": [1.0, 3.0, 0.0]})
 

@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import fsspec
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -166,7 +168,6 @@ def test_duckdb_query_over_many_files(tmp_path: Path) -> None:
 
 
 def test_json_encoding_of_awkward_values(tmp_path: Path) -> None:
-    np = pytest.importorskip("numpy")
     root = tmp_path / "p"
     circular: list[object] = []
     circular.append(circular)
@@ -266,7 +267,6 @@ def test_stale_temp_files_are_invisible_and_swept(tmp_path: Path) -> None:
 
 
 def test_memory_filesystem_root() -> None:
-    fsspec = pytest.importorskip("fsspec")
     url = f"memory://conveyor-test-{uuid.uuid4().hex}/predictions"
     with PredictionLog(url, flush_interval_s=60) as log:
         log.record(_rec(1, model="a"))

@@ -27,6 +27,7 @@ from conveyor.cli import artifacts as artifacts_cli
 from conveyor.cli.artifacts import parse_artifact_id
 from conveyor.cli.render import err_console, out_console, print_json, write_page
 from conveyor.cli.state import read_store, settings_from
+from conveyor.config import Settings
 from conveyor.core.materializers import load_folder, materializer_for
 from conveyor.data.errors import DataError
 from conveyor.data.statistics_model import DatasetStatistics
@@ -178,7 +179,7 @@ def show_command(
         else:
             with err_console().status(f"rendering the report of artifact a{record.id}..."):
                 shown = _render(store, ArtifactStore.open(settings.artifact_url), record)
-    if shown is None and _stored_report(ctx, record, settings.home, json_output, open_browser):
+    if shown is None and _stored_report(settings, record, json_output, open_browser):
         return
     if shown is None:
         artifacts_cli.show_command(ctx, artifact, json_output=json_output)
@@ -194,11 +195,11 @@ def show_command(
 
 
 def _stored_report(
-    ctx: typer.Context, record: ArtifactRecord, home: Path, as_json: bool, open_browser: bool
+    settings: Settings, record: ArtifactRecord, as_json: bool, open_browser: bool
 ) -> bool:
     """Any other artifact whose payload holds a ``report.html`` (an Evaluation, say): copy the
     page to the reports folder, print the headline figures and the path. False if none."""
-    with ArtifactStore.open(settings_from(ctx).artifact_url).local_folder(record.uri) as folder:
+    with ArtifactStore.open(settings.artifact_url).local_folder(record.uri) as folder:
         page_file = folder / REPORT_FILE
         if not page_file.is_file():
             return False
@@ -206,7 +207,7 @@ def _stored_report(
         data_file = folder / "evaluation.json"
         data = json.loads(data_file.read_text(encoding="utf-8")) if data_file.is_file() else {}
     name = f"a{record.id}-{record.type_name.lower()}.html"
-    path = write_page(home / "reports" / name, page, fix=_HOME_FIX)
+    path = write_page(settings.home / "reports" / name, page, fix=_HOME_FIX)
     if as_json:
         print_json({"artifact": record.id, "type": record.type_name, "report": str(path)})
     else:

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from conveyor.ct.alerting import window_spec
 from conveyor.ct.durations import format_duration
 from conveyor.ct.policy_model import MonitoringPolicy, Policy
 from conveyor.ct.report_model import (
@@ -43,7 +44,6 @@ from conveyor.ct.report_page import render_timeline_html
 from conveyor.exceptions import ConveyorError
 from conveyor.monitoring.metric_names import METRICS
 from conveyor.monitoring.results import WindowResult, metric_key
-from conveyor.monitoring.window_spec import WindowSpec
 from conveyor.registry import AuditAction, AuditRecord, ModelRegistry
 from conveyor.store.metadata.activity_records import ActivityEvent
 
@@ -111,13 +111,9 @@ def policy_monitor(workspace: Workspace, monitoring: MonitoringPolicy) -> Monito
     """
     from conveyor.monitoring.monitor import Monitor
 
-    window = monitoring.window
-    spec = (
-        WindowSpec(duration=window) if isinstance(window, dt.timedelta) else WindowSpec(size=window)
-    )
     return Monitor(
         workspace,
-        window=spec,
+        window=window_spec(monitoring),
         label_delay=monitoring.label_delay,
         min_coverage=monitoring.min_feedback_coverage,
     )
@@ -345,6 +341,11 @@ def _split_text(split: object) -> str:
     return f"{weights}; shadows {shadows}" if shadows else weights
 
 
+def _audit_version(entry: AuditRecord) -> int | None:
+    """The version a registry change is about: the one it moved to, else the one it left."""
+    return entry.to_version if entry.to_version is not None else entry.from_version
+
+
 def change_text(entry: AuditRecord) -> str:
     """A registry change in a few words: ``production: 3 -> 4 by alice``.
 
@@ -362,8 +363,7 @@ def change_text(entry: AuditRecord) -> str:
         new = "-" if entry.to_version is None else entry.to_version
         what = f"{entry.alias}: {old} -> {new}"
     else:
-        number = entry.to_version if entry.to_version is not None else entry.from_version
-        what = f"version {number} {audit_kind(entry)}"
+        what = f"version {_audit_version(entry)} {audit_kind(entry)}"
     return f"{what} by {entry.actor}"
 
 
@@ -428,14 +428,13 @@ def merge_marks(
                 change = f"{change}: {entry.reason}"
             marks[twins[index]] = replace(mark, change=change, audit_id=entry.id)
             continue
-        version = entry.to_version if entry.to_version is not None else entry.from_version
         marks.append(
             TimelineMark(
                 time=entry.at,
                 kind=audit_kind(entry),
                 source="registry",
                 reason=entry.reason,
-                version=version,
+                version=_audit_version(entry),
                 change=change,
                 audit_id=entry.id,
             )

@@ -13,6 +13,7 @@ route kind** (that window itself then has no prediction drift, with a note sayin
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -241,28 +242,13 @@ class Monitor:
         now: dt.datetime,
         since: dt.datetime | None,
     ) -> PredictionReference:
+        """The version's evaluation predictions, else its series' first complete window."""
         if ref.prediction is not None:
             return PredictionReference(ref.prediction, str(ref.found["prediction_reference"]))
         key = (model, series)
-        if key not in self._first_windows:
-            found = self._first_window(model, series, ref, windows, arrays, now, since)
-            if found is None:
-                note = ref.notes.get("prediction_drift", "no reference predictions")
-                return PredictionReference(None, note + " (no complete window yet)")
-            self._first_windows[key] = found
-        return self._first_windows[key]
-
-    def _first_window(
-        self,
-        model: str,
-        series: SeriesKey,
-        ref: VersionReference,
-        windows: Sequence[Window],
-        arrays: RowArrays,
-        now: dt.datetime,
-        since: dt.datetime | None,
-    ) -> PredictionReference | None:
-        """The first complete window of ``series`` ever (read again when ``since`` hid it)."""
+        if key in self._first_windows:
+            return self._first_windows[key]
+        # The first complete window ever: read again when ``since`` hid it.
         mine = [w for w in windows if w.series == series]
         source: RowArrays | None = arrays
         if since is None and mine:
@@ -270,16 +256,19 @@ class Monitor:
             index, rows = first.index, first.rows if first.complete else None
         else:
             index, source, rows = self._first_rows(model, series, ref, now)
-        if source is None or rows is None or len(rows) == 0:
-            return None
-        values = prediction_values(source, rows, ref.task)
-        if values is None:
-            return None
-        what = f"the first complete window of version {series[0] or '?'} ({series[1]})"
-        try:
-            return PredictionReference(prediction_sample(ref.task, values), what, index)
-        except ConveyorError:
-            return None
+        values = None
+        if source is not None and rows is not None and len(rows) > 0:
+            values = prediction_values(source, rows, ref.task)
+        found = None
+        if values is not None:
+            what = f"the first complete window of version {series[0] or '?'} ({series[1]})"
+            with contextlib.suppress(ConveyorError):
+                found = PredictionReference(prediction_sample(ref.task, values), what, index)
+        if found is None:
+            note = ref.notes.get("prediction_drift", "no reference predictions")
+            return PredictionReference(None, note + " (no complete window yet)")
+        self._first_windows[key] = found
+        return found
 
     def _first_rows(
         self, model: str, series: SeriesKey, ref: VersionReference, now: dt.datetime

@@ -31,6 +31,7 @@ import pandas as pd
 
 from conveyor.modeling.bundle import LoadedBundle
 from conveyor.modeling.bundle_signature import Signature, column_type
+from conveyor.serving.fast_path import model_outputs
 from conveyor.serving.protocols import v2
 
 __all__ = [
@@ -47,8 +48,6 @@ __all__ = [
 
 Protocol = Literal["v2", "v1"]
 PROTOCOLS: tuple[Protocol, ...] = ("v2", "v1")
-
-_DATATYPES = {"int": "INT64", "float": "FP64", "bool": "BOOL"}
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ def encode_request(rows: pd.DataFrame, protocol: Protocol, request_id: str) -> b
     document: dict[str, Any]
     if protocol == "v2":
         tensors = [
-            {"name": name, "datatype": _DATATYPES.get(kind, "BYTES"), "shape": [len(data)]}
+            {"name": name, "datatype": v2.column_datatype(kind), "shape": [len(data)]}
             | {"data": data}
             for name, (kind, data) in columns.items()
         ]
@@ -190,10 +189,7 @@ def decode_answer(
 
 def offline_outputs(bundle: LoadedBundle, rows: pd.DataFrame) -> dict[str, np.ndarray]:
     """What the server is meant to answer for ``rows``: the bundle's own predictions."""
-    predictions = np.asarray(bundle.predict(rows))
-    if bundle.signature.task == "regression" or bundle.signature.classes is None:
-        return {"prediction": predictions}
-    return {"label": predictions, "probabilities": np.asarray(bundle.predict_proba(rows))}
+    return {name: np.asarray(values) for name, values in model_outputs(bundle, rows).items()}
 
 
 def _jsonable(value: Any) -> Any:

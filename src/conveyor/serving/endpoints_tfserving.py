@@ -140,13 +140,9 @@ def _dumps(answer: Answer, document: dict[str, Any]) -> bytes:
     return finite_json(document) if finite else tfserving.dumps(document)
 
 
-def _numeric_rows(body: bytes) -> TabularBatch | None:
-    """The batch of a row-format ``:predict`` body of plain numbers (the common case), read
-    without the codec's per-value work; None for anything else (the codec decides)."""
-    try:
-        document = parse_json(body)
-    except ValueError:
-        return None
+def _numeric_rows(document: Any) -> TabularBatch | None:
+    """The batch of a row-format ``:predict`` document of plain numbers (the common case),
+    read without the codec's per-value work; None for anything else (the codec decides)."""
     columns = numeric_instances(document)
     if columns is None:
         return None
@@ -160,10 +156,15 @@ def _encode_rows(answer: Answer) -> dict[str, Any]:
 def _parse(verb: Verb, body: bytes) -> tuple[TabularBatch, Encoder]:
     """The batch of a ``:verb`` body and the function that encodes its answer."""
     if verb == "predict":
-        fast = _numeric_rows(body)
+        try:
+            document = parse_json(body)
+        except ValueError:
+            document = None  # the codec names the error
+        fast = _numeric_rows(document)
         if fast is not None:
             return fast, _encode_rows
-        parsed = tfserving.parse_predict_request(body)
+        # parsed once: the codec takes the document when it is a JSON object
+        parsed = tfserving.parse_predict_request(document if isinstance(document, dict) else body)
         _check_signature_name(parsed.signature_name, verb)
 
         def encode(answer: Answer) -> dict[str, Any]:

@@ -33,13 +33,6 @@ from conveyor.serving.state import ServingState
 
 __all__ = ["V2Endpoints"]
 
-_V2_DATATYPES = {"int": "INT64", "float": "FP64", "bool": "BOOL"}
-
-
-def v2_datatype(kind: str) -> str:
-    """The V2 datatype of a signature column type (text and anything else is BYTES)."""
-    return _V2_DATATYPES.get(kind, "BYTES")
-
 
 class V2Endpoints:
     """The V2 request handlers."""
@@ -78,10 +71,11 @@ class V2Endpoints:
             manifest = await run_in_threadpool(self.state.models.manifest, model, decision.version)
             signature = manifest.signature
             inputs = [
-                v2.TensorMetadata(c.name, v2_datatype(c.type), [-1]) for c in signature.inputs
+                v2.TensorMetadata(c.name, v2.column_datatype(c.type), [-1])
+                for c in signature.inputs
             ]
             outputs = [
-                v2.TensorMetadata(o.name, v2_datatype(o.type), list(o.shape))
+                v2.TensorMetadata(o.name, v2.column_datatype(o.type), list(o.shape))
                 for o in signature.outputs
             ]
             versions = [str(v) for v in self.state.models.router.versions(model)]
@@ -110,7 +104,7 @@ class V2Endpoints:
         try:
             body = await read_body(request, self.state.max_body_bytes)
             parsed = v2.parse_infer_request(
-                body, dict(request.headers), max_body_bytes=self.state.max_body_bytes
+                body, request.headers, max_body_bytes=self.state.max_body_bytes
             )
             request_id = parsed.id or request_id or uuid.uuid4().hex
             model, decision = self._decision(request)

@@ -37,7 +37,13 @@ import pandas as pd
 from conveyor.modeling.bundle import LoadedBundle
 from conveyor.modeling.bundle_signature import Signature
 
-__all__ = ["ArrayModel", "ArrayModels", "checked_columns", "numeric_instances"]
+__all__ = [
+    "ArrayModel",
+    "ArrayModels",
+    "checked_columns",
+    "model_outputs",
+    "numeric_instances",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +73,13 @@ def numeric_instances(document: Any) -> dict[str, np.ndarray] | None:
     try:
         for name in names:
             values = [instance[name] for instance in instances]
-            if not set(map(type, values)) <= _PLAIN_NUMBERS:  # bool is not int here
+            kinds = set(map(type, values))
+            if not kinds <= _PLAIN_NUMBERS:  # bool is not int here
                 return None
             array = np.array(values)
-            if array.dtype != np.float64 and array.dtype != np.int64:
-                return None  # ints beyond int64: let the codec decide
+            wanted = np.int64 if kinds == {int} else np.float64
+            if array.dtype != wanted:
+                return None  # ints beyond int64 (numpy may widen them to float): the codec decides
             columns[name] = array
     except (KeyError, TypeError, OverflowError):
         return None  # an instance without this name, or not an object
@@ -192,7 +200,8 @@ def _probe(signature: Signature) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _bundle_outputs(bundle: LoadedBundle, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+def model_outputs(bundle: LoadedBundle, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Named outputs as the signature names them: label + probabilities, or prediction."""
     predictions = bundle.predict(frame)
     if bundle.signature.task == "regression" or bundle.signature.classes is None:
         return {"prediction": predictions}
@@ -224,7 +233,7 @@ def array_model(bundle: LoadedBundle) -> ArrayModel | None:
     )
     probe = _probe(signature)
     try:
-        expected = _bundle_outputs(bundle, probe)
+        expected = model_outputs(bundle, probe)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             got = candidate.outputs({n: probe[n].to_numpy() for n in candidate.names})

@@ -41,10 +41,9 @@ import numpy as np
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter
 
-from conveyor.modeling.bundle import LoadedBundle
 from conveyor.modeling.bundle_signature import Signature
 from conveyor.serving.batching import DEFAULT_MAX_BATCH_ROWS, MicroBatcher
-from conveyor.serving.fast_path import ArrayModels, checked_columns
+from conveyor.serving.fast_path import ArrayModels, checked_columns, model_outputs
 from conveyor.serving.models import ServedModels
 from conveyor.serving.prediction_log import PredictionLog, PredictionRecord
 from conveyor.serving.protocols import TabularBatch
@@ -134,14 +133,6 @@ def input_frame(batch: TabularBatch, signature: Signature) -> pd.DataFrame:
                 f"input '{spec.name}' holds Infinity; the model takes finite numbers only"
             )
     return signature.check_input(frame)
-
-
-def model_outputs(bundle: LoadedBundle, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Named outputs as the signature names them: label + probabilities, or prediction."""
-    predictions = bundle.predict(frame)
-    if bundle.signature.task == "regression" or bundle.signature.classes is None:
-        return {"prediction": predictions}
-    return {"label": predictions, "probabilities": bundle.predict_proba(frame)}
 
 
 def check_verb(model: str, version: int, signature: Signature, verb: Verb) -> None:

@@ -88,6 +88,7 @@ class ServedModels:
         self.router = Router()
         self.cache: ModelCache[ServedModel] = ModelCache(self._load, memory_budget_bytes)
         self._uris: dict[tuple[str, int], str] = {}
+        self._manifests: dict[tuple[str, int], BundleManifest] = {}  # a version never changes
         self._failed: set[tuple[str, int]] = set()
         self._refresh_lock = threading.Lock()
         self._refreshed = False
@@ -277,8 +278,12 @@ class ServedModels:
             self.cache.evict(model, version)
 
     def manifest(self, model: str, version: int) -> BundleManifest:
-        """A version's manifest, read without loading the model."""
-        return read_manifest(self._uri(model, version))
+        """A version's manifest, read without loading the model (once per version)."""
+        key = (model, version)
+        manifest = self._manifests.get(key)
+        if manifest is None:
+            manifest = self._manifests[key] = read_manifest(self._uri(model, version))
+        return manifest
 
     def deployed(self) -> list[tuple[str, int]]:
         """Every ``(model, version)`` a route mentions (weighted or shadow)."""

@@ -153,14 +153,16 @@ def _to_array(value: Any, where: str) -> np.ndarray:
 # ---------------------------------------------------------------------------- requests
 
 
-def parse_predict_request(body: bytes | str) -> PredictRequest:
+def parse_predict_request(body: bytes | str | dict[str, Any]) -> PredictRequest:
     """Parse a ``:predict`` body in row (``instances``) or columnar (``inputs``) format.
+
+    ``body`` may also be the body already parsed as a JSON object.
 
     Raises:
         ProtocolError: 400 naming the field; in row format, an input whose rows disagree (a
             missing key, another shape) is named with the instance index.
     """
-    document = _load(body)
+    document = body if isinstance(body, dict) else _load(body)
     signature = _signature(document)
     has_rows, has_cols = "instances" in document, "inputs" in document
     if has_rows and has_cols:

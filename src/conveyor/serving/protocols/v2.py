@@ -42,6 +42,7 @@ __all__ = [
     "InputTensor",
     "RequestedOutput",
     "TensorMetadata",
+    "column_datatype",
     "datatype_of",
     "encode_infer_request",
     "encode_infer_response",
@@ -54,6 +55,14 @@ __all__ = [
     "server_metadata_response",
     "server_ready_response",
 ]
+
+_COLUMN_DATATYPES = {"int": "INT64", "float": "FP64", "bool": "BOOL"}
+
+
+def column_datatype(kind: str) -> str:
+    """The V2 datatype of a signature column type (text and anything else is BYTES)."""
+    return _COLUMN_DATATYPES.get(kind, "BYTES")
+
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 """Header giving the length of the JSON part of a body that carries binary tensor data."""
