@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_DEMO := $(VENV)/.stamp-demo
 STAMP_DEV := $(VENV)/.stamp-dev
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench proto clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ test: $(STAMP_DEV)
 
 bench: $(STAMP_DEV)
 	$(BIN)/python benchmarks/engine_overhead.py
+
+# Regenerate the Open Inference Protocol messages from their .proto (grpcio-tools in a throwaway
+# venv: conveyor does not need it to run; pick the version whose protobuf matches pyproject's pin)
+PROTO_DIR := src/conveyor/serving/protocols
+proto:
+	$(PYTHON) -m venv /tmp/conveyor-protoc
+	/tmp/conveyor-protoc/bin/pip install -q 'grpcio-tools>=1.81,<1.82'
+	cd $(PROTO_DIR) && /tmp/conveyor-protoc/bin/python -m grpc_tools.protoc -I. --python_out=. \
+		--pyi_out=. open_inference.proto
 
 clean:
 	rm -rf $(VENV) .conveyor .pytest_cache .mypy_cache .ruff_cache

@@ -2,10 +2,11 @@
 
 ``conveyor serve`` runs as its own process on a free port of 127.0.0.1
 (:class:`conveyor.serving.server_process.ServerProcess` starts it, waits until
-``/v2/health/ready`` answers and stops it with SIGTERM). An ``httpx`` client sends one request
-per row of a span the models have never seen, three in four over the Open Inference Protocol
-(``POST /v2/models/census/infer``) and one in four over TF Serving's REST API
-(``POST /v1/models/census:predict``), then posts the true labels to ``POST /v1/feedback``.
+``/v2/health/ready`` answers and stops it with SIGTERM). A client sends one request per row of
+a span the models have never seen: half over the Open Inference Protocol's REST API
+(``POST /v2/models/census/infer``, httpx), one in four over the same protocol's gRPC service
+(``ModelInfer``, grpc) and one in four over TF Serving's REST API
+(``POST /v1/models/census:predict``); then it posts the true labels to ``POST /v1/feedback``.
 After the graceful stop, the prediction log and its join with the feedback are read with the
 library (:mod:`conveyor.serving.prediction_log`, :class:`conveyor.serving.feedback.FeedbackStore`)
 and the log's tail with ``conveyor predictions tail``.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pandas as pd
 from rich.console import Console
@@ -28,8 +30,10 @@ from rich.table import Table
 
 from conveyor.config import load_settings
 from conveyor.serving.feedback import FeedbackStore
+from conveyor.serving.grpc_server import SERVICE
 from conveyor.serving.prediction_log import connect
-from conveyor.serving.server_process import ServerProcess
+from conveyor.serving.protocols import open_inference_pb2 as pb
+from conveyor.serving.server_process import ServerProcess, free_port
 
 MODEL = "census"
 LABEL = "income"
@@ -79,11 +83,47 @@ def _v2_body(row: dict[str, Any], request_id: str) -> dict[str, Any]:
     return {"id": request_id, "inputs": inputs}
 
 
-def _ask(client: httpx.Client, index: int, row: dict[str, Any], run: str) -> Answer:
-    """Send one row: every fourth over TF Serving's REST API, the others over V2."""
+def _grpc_infer(
+    infer: grpc.UnaryUnaryMultiCallable, features: dict[str, Any], request_id: str
+) -> tuple[Any, list[float], str]:
+    """One ``ModelInfer`` call with typed contents: (label, probabilities, version)."""
+    request = pb.ModelInferRequest(model_name=MODEL, id=request_id)
+    for name, value in features.items():
+        tensor = request.inputs.add(name=name, shape=[1])
+        if isinstance(value, int):
+            tensor.datatype = "INT64"
+            tensor.contents.int64_contents.append(value)
+        else:
+            tensor.datatype = "BYTES"
+            tensor.contents.bytes_contents.append(str(value).encode())
+    response = infer(request, timeout=30)
+    outputs = {o.name: o.contents for o in response.outputs}
+    label = outputs["label"].bytes_contents[0].decode()
+    return label, list(outputs["probabilities"].fp64_contents), response.model_version
+
+
+def _ask(
+    client: httpx.Client,
+    infer: grpc.UnaryUnaryMultiCallable,
+    index: int,
+    row: dict[str, Any],
+    run: str,
+) -> Answer:
+    """Send one row: over TF Serving's REST API, V2 over gRPC, or V2 over REST."""
     request_id = f"demo-{run}-{index:04d}"
     features = {k: v for k, v in row.items() if k != LABEL}
     headers = {"X-Request-Id": request_id}
+    classes = ["<=50K", POSITIVE]  # the signature's class order
+    if index % 4 == 2:
+        label, probabilities, version = _grpc_infer(infer, features, request_id)
+        return Answer(
+            request_id=request_id,
+            protocol="grpc",
+            version=version,
+            predicted=label,
+            p_positive=probabilities[classes.index(POSITIVE)],
+            truth=row[LABEL],
+        )
     if index % 4 == 3:
         reply = client.post(f"/v1/models/{MODEL}:predict", json={"instances": [features]},
                             headers=headers)  # fmt: skip
@@ -95,7 +135,6 @@ def _ask(client: httpx.Client, index: int, row: dict[str, Any], run: str) -> Ans
         reply.raise_for_status()
         outputs = {o["name"]: o["data"] for o in reply.json()["outputs"]}
         label, probabilities, protocol = outputs["label"][0], outputs["probabilities"], "v2"
-    classes = ["<=50K", POSITIVE]  # the signature's class order
     return Answer(
         request_id=request_id,
         protocol=protocol,
@@ -139,26 +178,41 @@ def serve_and_collect_feedback(data: Path, generator: Path) -> None:
     """Serve production, send ``REQUESTS`` rows, post their labels, stop, read the log."""
     rows = _live_rows(data, generator).to_dict(orient="records")
     run = uuid.uuid4().hex[:6]  # request ids unique to this demo run
-    server = ServerProcess(load_settings(), models=[MODEL], access_log=True)
+    grpc_port = free_port()
+    server = ServerProcess(
+        load_settings(), models=[MODEL], access_log=True, extra_args=["--grpc-port", str(grpc_port)]
+    )
     _banner("10. serve the production model: `conveyor serve` in its own process")
     started = time.monotonic()
     server.start(timeout_s=120)
-    print(f"$ conveyor serve --port {server.port} --models {MODEL}   (pid {server.pid})")
+    print(
+        f"$ conveyor serve --port {server.port} --grpc-port {grpc_port} --models {MODEL}"
+        f"   (pid {server.pid})"
+    )
     print(f"ready in {time.monotonic() - started:.1f}s; its log: {server.log_path}")
     try:
         _banner(f"11. a client sends {len(rows)} requests (span {LIVE_SPAN}) and posts feedback")
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with (
+            httpx.Client(base_url=server.url, timeout=30) as client,
+            grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
+        ):
+            infer = channel.unary_unary(
+                f"/{SERVICE}/ModelInfer",
+                request_serializer=lambda message: message.SerializeToString(),
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
             began = time.monotonic()
-            answers = [_ask(client, i, row, run) for i, row in enumerate(rows)]
+            answers = [_ask(client, infer, i, row, run) for i, row in enumerate(rows)]
             took = time.monotonic() - began
             feedback = [{"request_id": a.request_id, "label": a.truth} for a in answers]
             stored = client.post("/v1/feedback", json={"feedback": feedback})
             stored.raise_for_status()
         right = sum(a.predicted == a.truth for a in answers)
-        by_protocol = {p: sum(a.protocol == p for a in answers) for p in ("v2", "v1")}
+        by_protocol = {p: sum(a.protocol == p for a in answers) for p in ("v2", "grpc", "v1")}
         print(
             f"served {len(answers)} requests in {took:.1f}s ({by_protocol['v2']} V2 infer, "
-            f"{by_protocol['v1']} TF Serving predict); {right} of them right "
+            f"{by_protocol['grpc']} V2 over gRPC, {by_protocol['v1']} TF Serving predict); "
+            f"{right} of them right "
             f"({right / len(answers):.1%}); feedback stored: {stored.json()['stored']}"
         )
         Console(width=110).print(_table(answers[:SHOWN]))

@@ -484,6 +484,35 @@ def test_audit_is_newest_first_and_limited(reg: RegistryStore, store: MetadataSt
     assert all(e.at.utcoffset() == timedelta(0) for e in everything)
 
 
+def test_revision_moves_with_every_change_and_only_then(
+    reg: RegistryStore, store: MetadataStore
+) -> None:
+    assert reg.revision() == 0
+    seen = [reg.revision()]
+
+    def changed() -> None:
+        now = reg.revision()
+        assert now not in seen, "a change must give a new revision"
+        seen.append(now)
+
+    _registered(reg, store, 2)
+    changed()
+    reg.set_alias("census", "production", 1, actor="ci", reason="go")
+    changed()
+    reg.set_alias("census", "production", 1, actor="ci", reason="no-op")
+    assert reg.revision() == seen[-1], "a no-op is not a change"
+    reg.set_traffic("census", "production", {"1": 90, "2": 10}, actor="ci")
+    changed()
+    reg.clear_traffic("census", "production", actor="ci")
+    changed()
+    reg.archive("census", 2, actor="ci", reason="old")
+    changed()
+    reg.remove_alias("census", "production", actor="ci", reason="retired")
+    changed()
+    reg.list_models(), reg.aliases("census"), reg.audit(), reg.resolve_routes("census")
+    assert reg.revision() == seen[-1], "reads are not changes"
+
+
 def test_in_memory_store_has_a_registry() -> None:
     with MetadataStore.open("sqlite:///:memory:") as store:
         assert store.registry.list_models() == []

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.config import load_settings
+from conveyor.serving import access_log
 from conveyor.serving.app import create_app
 from conveyor.serving.feedback import FeedbackStore
 from conveyor.serving.metrics import ACCESS_LOGGER
@@ -128,8 +129,9 @@ def test_each_app_has_its_own_registry(served: Served) -> None:
 
 
 def test_access_log_is_one_json_line_per_request(
-    client: httpx.Client, caplog: pytest.LogCaptureFixture
+    client: httpx.Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(access_log, "_writer", None)  # lines go to the logger, not stderr
     caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     response = client.post(
         "/v1/models/census/labels/production:predict",

@@ -159,3 +159,43 @@ def test_watcher_load_failure_new_and_removed_models(
         assert ("other", 1) not in served.cache.loaded()
         assert http.post("/v1/models/other:predict", json=INSTANCES).status_code == 404
         assert http.get("/v2/health/ready").status_code == 200
+
+
+def test_refresh_if_changed_rereads_only_after_a_change_and_retries_failed_loads(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ModelRegistry(workspace)
+    artifact_id, _ = store_bundle(workspace, tmp_path / "bundle-1", seed=1)
+    registry.register("census", artifact_id, require_blessing=False, alias="production")
+    served = ServedModels(registry, memory_budget_bytes=parse_size("256MB"))
+    reads: list[str] = []
+    read_registry = served._read_registry
+    monkeypatch.setattr(
+        served, "_read_registry", lambda initial: reads.append("read") or read_registry(initial)
+    )
+    assert served.refresh_if_changed() is False  # the constructor read this revision
+    assert reads == []
+
+    assert _register(workspace, tmp_path, seed=2) == 2  # a new version, no alias yet
+    assert served.refresh_if_changed() is True
+    assert served.refresh_if_changed() is False
+    assert served.router.route("census", "production").weights == {1: 1.0}
+    assert reads == ["read"]
+
+    registry.promote("census", 2, reason="go")
+    assert served.refresh_if_changed() is True
+    assert served.router.route("census", "production").weights == {2: 1.0}
+
+    # A version that fails to load: the route keeps v2, and every call tries again.
+    broken_id, broken_folder = store_bundle(workspace, tmp_path / "bundle-3", seed=3)
+    for path in broken_folder.rglob("*"):
+        if path.is_file() and path.suffix != ".json":
+            path.write_bytes(b"corrupt")
+    registry.register("census", broken_id, require_blessing=False)
+    registry.promote("census", 3, reason="broken on purpose")
+    assert served.refresh_if_changed() is True
+    assert served.refresh_if_changed() is True, "a failed load is retried without a change"
+    assert served.router.route("census", "production").weights == {2: 1.0}
+    registry.promote("census", 2, reason="roll back")
+    assert served.refresh_if_changed() is True
+    assert served.refresh_if_changed() is False, "nothing left to retry"

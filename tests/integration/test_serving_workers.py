@@ -20,7 +20,9 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.config import load_settings
@@ -38,6 +40,7 @@ _PID_RE = re.compile(r"^part-[0-9TZ]+-(?P<pid>\d+)-\d+\.parquet$")
 class Server:
     process: subprocess.Popen[bytes]
     url: str
+    grpc_target: str
     predictions: Path
     stderr: Path
 
@@ -63,16 +66,19 @@ def server(tmp_path: Path) -> Iterator[Server]:
         register_production(ws, tmp_path)
     finally:
         ws.close()
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "conveyor", "--home", str(settings.home), "serve"]
     command += ["--port", str(port), "--workers", "2", "--no-access-log"]
+    command += ["--grpc-port", str(grpc_port)]
     command += ["--sticky-header", "X-User", "--token-env", TOKEN_ENV]
     env = {**os.environ, TOKEN_ENV: "workers-token"}
     stderr = tmp_path / "serve.stderr"
     with stderr.open("wb") as sink:
         process = subprocess.Popen(command, env=env, stderr=sink)
     predictions = Path(settings.artifact_url) / "predictions"
-    served = Server(process, f"http://127.0.0.1:{port}", predictions, stderr)
+    served = Server(
+        process, f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", predictions, stderr
+    )
     try:
         _wait_ready(served)
         yield served
@@ -127,6 +133,24 @@ def test_two_workers_answer_and_sigterm_flushes_the_log(server: Server) -> None:
         assert refused.status_code == 401  # the token reached the workers
         # whichever worker takes the scrape, /metrics counts the answers of both
         assert [_predictions_counted(http) for _ in range(6)] == [answered] * 6
+    for _ in range(10):  # both workers listen on the gRPC port too (SO_REUSEPORT)
+        client = triton_grpc.InferenceServerClient(server.grpc_target)
+        try:
+            assert client.is_server_ready()
+            inputs = []
+            for name, datatype, value in (
+                ("x", "FP64", np.array([0.5])),
+                ("n", "INT64", np.array([1], dtype=np.int64)),
+                ("city", "BYTES", np.array(["Lyon"], dtype=object)),
+            ):
+                tensor = triton_grpc.InferInput(name, [1], datatype)
+                tensor.set_data_from_numpy(value)
+                inputs.append(tensor)
+            result = client.infer("census", inputs)
+            assert result.as_numpy("label") is not None
+            answered += 1
+        finally:
+            client.close()
 
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(60) == 0

@@ -401,7 +401,7 @@ def _binary(tensor: dict[str, object], payload: bytes) -> tuple[bytes, dict[str,
         (
             {"shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 4}},
             b"\x00" * 4,
-            r"input 'x': binary_data_size is 4 but shape \[2\] of FP32 needs 8 bytes",
+            r"input 'x': binary_data_size is 4 bytes but shape \[2\] of FP32 needs 8 bytes",
         ),
         (
             {"shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": -1}},
@@ -436,7 +436,7 @@ def _binary(tensor: dict[str, object], payload: bytes) -> tuple[bytes, dict[str,
         (
             {"shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 7}},
             b"\x02\x00\x00\x00abc",
-            "input 'x': binary_data_size is 7 but 1 BYTES elements use 6 bytes",
+            "input 'x': binary_data_size is 7 bytes but 1 BYTES elements use 6 bytes",
         ),
     ],
 )

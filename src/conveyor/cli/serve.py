@@ -69,11 +69,21 @@ def serve_command(
             help="Worker processes, each with its own model cache, log writer and metrics.",
         ),
     ] = 1,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            "--grpc-port",
+            min=1,
+            max=65535,
+            help="Also serve the Open Inference Protocol over gRPC on this port.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve registered models (Open Inference Protocol /v2 and TF Serving /v1) until Ctrl-C."""
     try:
         import conveyor.serving.app  # noqa: F401  (imports every dependency of the extra)
-        from conveyor.serving.server import log_access_to_stderr, parse_size
+        from conveyor.serving.server import parse_size
     except ImportError as exc:
         fail(f"serving needs the 'serving' extra (pip install 'conveyor-ml[serving]'): {exc}")
     try:
@@ -90,13 +100,16 @@ def serve_command(
         token = os.environ.get(token_env, "").strip()
         if not token:
             fail(f"--token-env: the environment variable {token_env!r} is not set or empty")
-    if access_log:
-        log_access_to_stderr()
 
     settings = settings_from(ctx)
-    announce = _announcer(token_env, host, port, workers)
+    if grpc_port is not None and grpc_port == port:
+        fail(f"--grpc-port: {grpc_port} is the HTTP port too; give another one")
+    announce = _announcer(token_env, host, port, workers, grpc_port)
     if workers == 1:
-        _serve_in_process(settings, names, budget, token, sticky_header, announce, host, port)
+        _serve_in_process(
+            settings, names, budget, token, sticky_header, announce, host, port, grpc_port,
+            access_log,
+        )  # fmt: skip
         return
     from conveyor.serving.workers import WorkerConfig, serve_workers
 
@@ -110,6 +123,8 @@ def serve_command(
         token_env=token_env,
         sticky_header=sticky_header,
         access_log=access_log,
+        grpc_port=grpc_port,
+        grpc_host=host,
     )
     serve_workers(config, host=host, port=port, workers=workers)
 
@@ -123,8 +138,14 @@ def _serve_in_process(
     announce: Callable[[list[str]], None],
     host: str,
     port: int,
+    grpc_port: int | None,
+    access_log: bool,
 ) -> None:
-    """One worker: the app runs in this process, over one open workspace."""
+    """One worker: the app runs in this process, over one open workspace.
+
+    The access log goes to stderr only once the app exists (each worker of ``--workers N``
+    sets it up in its own process)."""
+    from conveyor.serving.access_log import log_access_to_stderr
     from conveyor.serving.app import create_app
     from conveyor.serving.server import serve
     from conveyor.store.workspace import Workspace
@@ -137,15 +158,19 @@ def _serve_in_process(
             memory_budget_bytes=budget,
             token=token,
             sticky_header=sticky_header,
+            grpc_port=grpc_port,
+            grpc_host=host,
         )
         announce(app.state.serving.models.names())
+        if access_log:
+            log_access_to_stderr()
         serve(app, host=host, port=port)
     finally:
         workspace.close()
 
 
 def _announcer(
-    token_env: str | None, host: str, port: int, workers: int
+    token_env: str | None, host: str, port: int, workers: int, grpc_port: int | None
 ) -> Callable[[list[str]], None]:
     def announce(served: list[str]) -> None:
         console = err_console()
@@ -153,8 +178,9 @@ def _announcer(
         if token_env is not None:
             console.print(f"feedback needs a bearer token (from ${token_env})")
         plural = "s" if workers > 1 else ""
+        grpc = f" and gRPC {host}:{grpc_port}" if grpc_port is not None else ""
         console.print(
-            f"listening on http://{host}:{port}, {workers} worker{plural} (Ctrl-C to stop)"
+            f"listening on http://{host}:{port}{grpc}, {workers} worker{plural} (Ctrl-C to stop)"
         )
 
     return announce

@@ -449,6 +449,11 @@ class ModelRegistry:
         """Alias -> version number."""
         return self.store.aliases(name)
 
+    def revision(self) -> int:
+        """A number that changes whenever anything in the registry changes (a server polls
+        it to hot-reload only when something moved)."""
+        return self.store.revision()
+
     def history(
         self, name: str, alias: str | None = None, limit: int = 100
     ) -> builtins.list[AuditRecord]:

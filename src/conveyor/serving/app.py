@@ -23,8 +23,8 @@ signature before predicting; a client's mistake is a 4xx ``{"error": ...}`` nami
 never a 500. Every answer carries ``X-Model-Version``, ``X-Model-Route`` and ``X-Request-Id``
 (echoed, or generated); every prediction (and every shadow answer) goes to the prediction log
 under ``<artifact_url>/predictions``, flushed when the app shuts down. Every request is counted
-in the app's own Prometheus registry and logged as one JSON line on
-``conveyor.serving.access``.
+in the app's own Prometheus registry and written as one JSON line to the access log
+(:mod:`conveyor.serving.access_log`).
 """
 
 from __future__ import annotations
@@ -46,10 +46,12 @@ from starlette.routing import Route
 
 from conveyor.exceptions import ConveyorError
 from conveyor.registry import ModelRegistry
+from conveyor.serving import access_log
 from conveyor.serving.auth import Handler, require_token
 from conveyor.serving.endpoints_tfserving import TFServingEndpoints
 from conveyor.serving.endpoints_v2 import V2Endpoints
 from conveyor.serving.feedback import FeedbackStore
+from conveyor.serving.grpc_server import start_grpc_server
 from conveyor.serving.http import (
     DEFAULT_STICKY_HEADER,
     REQUEST_ID,
@@ -74,6 +76,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 16 << 20
 """Largest request body accepted (16 MiB); a bigger one is a 413."""
+GRPC_GRACE_S = 5.0
+"""How long shutdown lets gRPC calls in flight finish."""
 
 _FEEDBACK_FIELDS = {"request_id", "label", "time"}
 
@@ -150,6 +154,9 @@ def create_app(
     sticky_header: str = DEFAULT_STICKY_HEADER,
     close_workspace: bool = False,
     metrics_dir: str | None = None,
+    grpc_port: int | None = None,
+    grpc_host: str = "127.0.0.1",
+    grpc_reuse_port: bool = False,
 ) -> Starlette:
     """The serving app over ``workspace``'s registry and artifact store.
 
@@ -170,6 +177,10 @@ def create_app(
         metrics_dir: prometheus_client's multi-process folder (``PROMETHEUS_MULTIPROC_DIR``,
             set before the process started): ``/metrics`` then sums the counters and
             histograms of every worker process (:mod:`conveyor.serving.metrics_multiprocess`).
+        grpc_port: Also serve the Open Inference Protocol over gRPC on this port
+            (:mod:`conveyor.serving.grpc_server`), started and stopped with the app.
+        grpc_host: The address the gRPC server listens on.
+        grpc_reuse_port: Share the gRPC port with other processes (``--workers N``).
 
     Raises:
         NotFoundError: A name in ``models`` is not registered or has no alias.
@@ -190,6 +201,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if preload:
             await run_in_threadpool(state.models.preload)
+        grpc_server = (
+            await start_grpc_server(state, grpc_host, grpc_port, reuse_port=grpc_reuse_port)
+            if grpc_port is not None
+            else None
+        )
         _freeze_startup_objects()
         state.ready = True
         watcher = (
@@ -205,6 +221,8 @@ def create_app(
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            if grpc_server is not None:  # calls in flight finish before the log is flushed
+                await grpc_server.stop(GRPC_GRACE_S)
             await run_in_threadpool(_shut_down, state, workspace if close_workspace else None)
             gc.unfreeze()  # a process that goes on (tests, an embedding app) may collect them
 
@@ -253,6 +271,7 @@ def _shut_down(state: ServingState, workspace: Workspace | None) -> None:
         state.inference.close()
         state.log.close()
     finally:
+        access_log.flush()
         if workspace is not None:
             workspace.close()
 
@@ -293,11 +312,11 @@ def _freeze_startup_objects() -> None:
 
 
 async def _watch(served: ServedModels, interval_s: float) -> None:
-    """Hot reload: re-read the registry's aliases every ``interval_s`` seconds."""
+    """Hot reload: every ``interval_s`` seconds, re-read the registry's aliases if it changed."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await run_in_threadpool(served.refresh)
+            await run_in_threadpool(served.refresh_if_changed)
         except Exception:
             logger.exception("hot reload: reading the registry failed")
 

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from conveyor.modeling.bundle_signature import Signature
 from conveyor.serving.http import (
     REQUEST_ID,
     SERVER_NAME,
@@ -31,7 +32,19 @@ from conveyor.serving.protocols import v2
 from conveyor.serving.router import Decision
 from conveyor.serving.state import ServingState
 
-__all__ = ["V2Endpoints"]
+__all__ = ["V2Endpoints", "tensor_metadata"]
+
+
+def tensor_metadata(
+    signature: Signature,
+) -> tuple[list[v2.TensorMetadata], list[v2.TensorMetadata]]:
+    """A signature's inputs (one column each, any number of rows) and outputs as tensors."""
+    inputs = [v2.TensorMetadata(c.name, v2.column_datatype(c.type), [-1]) for c in signature.inputs]
+    outputs = [
+        v2.TensorMetadata(o.name, v2.column_datatype(o.type), list(o.shape))
+        for o in signature.outputs
+    ]
+    return inputs, outputs
 
 
 class V2Endpoints:
@@ -69,15 +82,7 @@ class V2Endpoints:
         try:
             model, decision = self._decision(request)
             manifest = await run_in_threadpool(self.state.models.manifest, model, decision.version)
-            signature = manifest.signature
-            inputs = [
-                v2.TensorMetadata(c.name, v2.column_datatype(c.type), [-1])
-                for c in signature.inputs
-            ]
-            outputs = [
-                v2.TensorMetadata(o.name, v2.column_datatype(o.type), list(o.shape))
-                for o in signature.outputs
-            ]
+            inputs, outputs = tensor_metadata(manifest.signature)
             versions = [str(v) for v in self.state.models.router.versions(model)]
             body = v2.model_metadata_response(model, versions, "conveyor", inputs, outputs)
             return json_response(body, headers=decision_headers(decision))

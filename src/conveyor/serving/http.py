@@ -36,6 +36,7 @@ __all__ = [
     "SERVER_NAME",
     "decision_headers",
     "error_response",
+    "error_status",
     "finite_json",
     "json_response",
     "new_request_id",
@@ -118,17 +119,22 @@ def json_response(
     return Response(body, status, headers=headers, media_type="application/json")
 
 
+def error_status(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and message for an exception; only genuine server faults are 500
+    (and logged with their traceback)."""
+    if isinstance(exc, ProtocolError):
+        return exc.status, exc.message
+    if isinstance(exc, SignatureError):
+        return 400, str(exc)
+    if isinstance(exc, NotFoundError):
+        return 404, str(exc)
+    logger.exception("request failed")
+    return 500, f"internal error: {exc}"
+
+
 def error_response(exc: Exception, request_id: str | None) -> Response:
     """The ``{"error": ...}`` answer for an exception; only genuine server faults are 500."""
-    if isinstance(exc, ProtocolError):
-        status, message = exc.status, exc.message
-    elif isinstance(exc, SignatureError):
-        status, message = 400, str(exc)
-    elif isinstance(exc, NotFoundError):
-        status, message = 404, str(exc)
-    else:
-        logger.exception("request failed")
-        status, message = 500, f"internal error: {exc}"
+    status, message = error_status(exc)
     headers = {REQUEST_ID: request_id} if request_id else None
     return json_response({"error": message}, status, headers)
 

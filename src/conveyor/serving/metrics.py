@@ -11,7 +11,7 @@ process-global one, so several apps in one process do not clash) with:
   ``conveyor_prediction_log_dropped_records``: gauges read when scraped.
 
 :class:`OpsMiddleware` is a pure ASGI middleware that times each HTTP request, counts it, and
-writes one JSON line per request on the ``conveyor.serving.access`` logger (at INFO). Handlers
+writes one JSON line per request to the access log (:mod:`conveyor.serving.access_log`). Handlers
 name the model, version and route that answered with :func:`tag`; requests that did not resolve
 a served model (health, feedback, unknown names) get empty labels, so client-chosen names never
 become label values.
@@ -19,11 +19,8 @@ become label values.
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -37,10 +34,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor.serving import access_log
+from conveyor.serving.access_log import ACCESS_LOGGER, AccessLine
+
 __all__ = ["ACCESS_LOGGER", "OpsMiddleware", "ServingMetrics", "tag"]
 
-ACCESS_LOGGER = "conveyor.serving.access"
-access_log = logging.getLogger(ACCESS_LOGGER)
 
 _TAG = "conveyor.labels"
 _LATENCY_BUCKETS = (
@@ -182,20 +180,21 @@ class OpsMiddleware:
         path: str = scope.get("path", "")
         protocol = _protocol(path)
         self.metrics.observe(model, version, route, protocol, status, seconds)
-        if access_log.isEnabledFor(logging.INFO):
+        if access_log.enabled():
             if not request_id:
                 for key, value in scope.get("headers", ()):
                     if key.lower() == self.request_id_header:
                         request_id = value.decode("latin-1")
-            line: dict[str, Any] = {
-                "method": scope.get("method", ""),
-                "path": path,
-                "status": status,
-                "latency_ms": round(seconds * 1000.0, 3),
-                "request_id": request_id or None,
-                "model": model or None,
-                "version": version or None,
-                "route": route or None,
-                "protocol": protocol,
-            }
-            access_log.info(json.dumps(line, separators=(",", ":")))
+            access_log.emit(
+                AccessLine(
+                    scope.get("method", ""),
+                    path,
+                    status,
+                    seconds,
+                    request_id or None,
+                    model or None,
+                    version or None,
+                    route or None,
+                    protocol,
+                )
+            )

@@ -92,14 +92,19 @@ class ServedModels:
         self._failed: set[tuple[str, int]] = set()
         self._refresh_lock = threading.Lock()
         self._refreshed = False
+        self._revision: int | None = None  # the registry's revision the last refresh read
+        self._incomplete = False  # a version failed to load in the last refresh
         self._retired_lock = threading.Lock()
         self._retired: dict[tuple[str, int], float] = {}  # key -> end of its grace period
         self.refresh()
 
     # -- registry -------------------------------------------------------------------------
 
-    def refresh(self) -> None:
+    def refresh(self, revision: int | None = None) -> None:
         """Re-read models, aliases, traffic splits and versions and apply them live.
+
+        ``revision`` is the registry's revision read just before (by
+        :meth:`refresh_if_changed`); by default it is read here.
 
         The first call (from the constructor) only sets the routes; versions load lazily or
         through :meth:`preload`. Every later call is a hot reload:
@@ -121,10 +126,14 @@ class ServedModels:
         """
         with self._refresh_lock:
             initial = not self._refreshed
+            if revision is None:
+                revision = self.registry.revision()
             wanted = self._read_registry(initial)
             before = set(self.deployed())
+            complete = True
             for name, (routes, versions) in wanted.items():
-                self._apply(name, routes, versions, load=not initial)
+                complete &= self._apply(name, routes, versions, load=not initial)
+            self._revision, self._incomplete = revision, not complete
             for name in self.router.models():
                 if name not in wanted:
                     self.router.remove(name)
@@ -139,6 +148,26 @@ class ServedModels:
             for model, version in sorted(before - after):
                 if self.cache.evict(model, version):
                     logger.info("%s version %d is no longer deployed: unloading", model, version)
+
+    def refresh_if_changed(self) -> bool:
+        """:meth:`refresh` when the registry changed since the last one; True when it ran.
+
+        The check is one indexed read (:meth:`ModelRegistry.revision`), so a watcher can poll
+        often without taking the GIL from request handling for a full re-read. A refresh
+        in which a version failed to load is retried at every call until it succeeds.
+        """
+        self._prune_retired()
+        revision = self.registry.revision()
+        if revision == self._revision and not self._incomplete:
+            return False
+        self.refresh(revision)
+        return True
+
+    def _prune_retired(self) -> None:
+        now = time.monotonic()
+        with self._retired_lock:
+            for key in [key for key, deadline in self._retired.items() if now > deadline]:
+                del self._retired[key]
 
     def _read_registry(self, initial: bool) -> dict[str, tuple[dict[str, RouteTargets], set[int]]]:
         """Model -> (its resolved routes, its active versions), for every served model."""
@@ -161,15 +190,20 @@ class ServedModels:
 
     def _apply(
         self, name: str, routes: Mapping[str, RouteTargets], versions: set[int], *, load: bool
-    ) -> None:
-        """Set the route of every alias of one model, loading the versions it needs first."""
+    ) -> bool:
+        """Set the route of every alias of one model, loading the versions it needs first.
+
+        Returns False when a version failed to load (its route kept what it had)."""
         current = self.router.routes(name)
         routed = {v for route in current.values() for v in route.versions}
         needed = {v for weights, shadows in routes.values() for v in (*weights, *shadows)}
         loadable: set[int] = set(routed)
+        complete = True
         for version in sorted(needed - routed):
             if not load or self._preload(name, version):
                 loadable.add(version)
+            else:
+                complete = False
         self.router.set_versions(name, versions | needed)
         for alias, (weights, shadows) in routes.items():
             route = Route(alias, weights, shadows)
@@ -188,6 +222,7 @@ class ServedModels:
         for alias in current.keys() - routes.keys():
             logger.info("hot reload: %s alias %r was removed", name, alias)
             self.router.remove(name, alias)
+        return complete
 
     def _preload(self, name: str, version: int) -> bool:
         """Load a version before a route uses it; False (logged) when it fails."""

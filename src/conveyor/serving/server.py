@@ -5,28 +5,21 @@
   app's shutdown, which flushes the prediction log);
 - :class:`BackgroundServer` starts a real server on a thread and stops it through
   ``should_exit`` (tests, canary checks);
-- :func:`log_access_to_stderr` sends the JSON access log to stderr (``conveyor serve``).
 
 Several worker processes (``conveyor serve --workers N``) are :mod:`conveyor.serving.workers`.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import logging.handlers
-import queue
 import re
-import sys
 import threading
 import time
 from types import TracebackType
-from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
-__all__ = ["BackgroundServer", "log_access_to_stderr", "parse_size", "serve"]
+__all__ = ["BackgroundServer", "parse_size", "serve"]
 
 _UNITS = {
     "": 1,
@@ -68,50 +61,6 @@ def serve(app: Starlette, host: str = "127.0.0.1", port: int = 8080) -> None:
     uvicorn.Server(_config(app, host, port)).run()
 
 
-def log_access_to_stderr() -> None:
-    """Send the access log (``conveyor.serving.access``, JSON lines) to stderr, once.
-
-    Records go through a queue to a listener thread that writes them, so a request never
-    waits on the terminal or pipe behind stderr (benchmarks/serving.py measured about 20 %
-    more requests/s than writing from the event loop). The listener drains the queue at exit.
-    """
-    from conveyor.serving.metrics import ACCESS_LOGGER
-
-    access = logging.getLogger(ACCESS_LOGGER)
-    if not any(getattr(h, "_conveyor_access", False) for h in access.handlers):
-        writer = _CurrentStderrHandler()
-        writer.setFormatter(logging.Formatter("%(message)s"))
-        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        handler = logging.handlers.QueueHandler(records)
-        handler._conveyor_access = True  # type: ignore[attr-defined]
-        listener = logging.handlers.QueueListener(records, writer)
-        listener.start()
-        atexit.register(listener.stop)
-        access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
-
-
-class _CurrentStderrHandler(logging.StreamHandler):
-    """A stream handler that writes to whatever ``sys.stderr`` is at emit time.
-
-    A plain ``StreamHandler(sys.stderr)`` keeps the stream it was given; when a caller (a test
-    runner, an embedding app) swaps and closes ``sys.stderr``, every later record fails with
-    "I/O operation on closed file".
-    """
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
 class BackgroundServer:
     """A real uvicorn server on a thread: ``with BackgroundServer(app, port=p) as server:``.
 
@@ -122,7 +71,15 @@ class BackgroundServer:
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 8080) -> None:
         self.host, self.port = host, port
         self.server = uvicorn.Server(_config(app, host, port))
-        self._thread = threading.Thread(target=self.server.run, name="conveyor-serve", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="conveyor-serve", daemon=True)
+        self.exit_code: int | None = None
+        """uvicorn's exit code when it gave up (e.g. the app's startup failed), else None."""
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except SystemExit as exc:  # uvicorn exits when the app's startup fails
+            self.exit_code = exc.code if isinstance(exc.code, int) else 1
 
     @property
     def url(self) -> str:

@@ -55,6 +55,9 @@ class WorkerConfig:
         flush_interval_s: How often each worker flushes its prediction log.
         reload_interval_s: How often each worker re-reads the registry (None: never).
         access_log: Write the JSON access log to stderr.
+        grpc_port: Each worker also serves gRPC on this port (the workers share it: gRPC
+            binds with ``SO_REUSEPORT``, and the kernel spreads connections among them).
+        grpc_host: The address gRPC listens on.
     """
 
     home: str
@@ -67,6 +70,8 @@ class WorkerConfig:
     flush_interval_s: float = 1.0
     reload_interval_s: float | None = 2.0
     access_log: bool = True
+    grpc_port: int | None = None
+    grpc_host: str = "127.0.0.1"
 
     def to_json(self) -> str:
         """The JSON text a worker reads back with :meth:`from_json`."""
@@ -107,9 +112,9 @@ def app_from_environment() -> Starlette:
         NotFoundError: A listed model is not registered or has no alias.
     """
     from conveyor.config import load_settings
+    from conveyor.serving.access_log import log_access_to_stderr
     from conveyor.serving.app import create_app
     from conveyor.serving.metrics_multiprocess import MULTIPROC_ENV
-    from conveyor.serving.server import log_access_to_stderr
     from conveyor.store.workspace import Workspace
 
     text = os.environ.get(CONFIG_ENV)
@@ -133,6 +138,9 @@ def app_from_environment() -> Starlette:
             sticky_header=config.sticky_header,
             close_workspace=True,
             metrics_dir=os.environ.get(MULTIPROC_ENV) or None,
+            grpc_port=config.grpc_port,
+            grpc_host=config.grpc_host,
+            grpc_reuse_port=True,
         )
     except BaseException:
         workspace.close()

@@ -123,8 +123,18 @@ def decode_json(data: Any, datatype: str, shape: tuple[int, ...], where: str) ->
     return array.reshape(shape)
 
 
-def decode_binary(chunk: bytes, datatype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
-    """A tensor from its ``binary_data_size`` bytes of binary tensor data."""
+def decode_binary(
+    chunk: bytes,
+    datatype: str,
+    shape: tuple[int, ...],
+    where: str,
+    source: str = "binary_data_size",
+) -> np.ndarray:
+    """A tensor from its bytes of binary tensor data (the same layout as gRPC raw contents).
+
+    ``source`` names where the bytes came from in errors (the JSON header's
+    ``binary_data_size``, or a gRPC request's ``raw_input_contents`` entry).
+    """
     count = math.prod(shape)
     if datatype == "BYTES":
         out = np.empty(count, dtype=object)
@@ -143,14 +153,14 @@ def decode_binary(chunk: bytes, datatype: str, shape: tuple[int, ...], where: st
             offset += length
         if offset != len(chunk):
             raise invalid(
-                f"{where}: binary_data_size is {len(chunk)} but {count} BYTES elements "
+                f"{where}: {source} is {len(chunk)} bytes but {count} BYTES elements "
                 f"use {offset} bytes"
             )
         return out.reshape(shape)
     dtype = DATATYPES[datatype]
     if len(chunk) != count * dtype.itemsize:
         raise invalid(
-            f"{where}: binary_data_size is {len(chunk)} but shape {list(shape)} of {datatype} "
+            f"{where}: {source} is {len(chunk)} bytes but shape {list(shape)} of {datatype} "
             f"needs {count * dtype.itemsize} bytes"
         )
     if datatype == "BOOL":

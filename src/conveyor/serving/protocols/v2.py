@@ -42,6 +42,7 @@ __all__ = [
     "InputTensor",
     "RequestedOutput",
     "TensorMetadata",
+    "as_tensor",
     "column_datatype",
     "datatype_of",
     "encode_infer_request",
@@ -51,6 +52,8 @@ __all__ = [
     "model_ready_response",
     "parse_infer_request",
     "parse_infer_response",
+    "refuse_shared_memory",
+    "select_outputs",
     "server_live_response",
     "server_metadata_response",
     "server_ready_response",
@@ -210,7 +213,7 @@ def _tensors(items: Any, binary: bytes, what: str, kind: str) -> tuple[dict[str,
             )
         shape = _shape(item.get("shape"), where)
         params = _parameters(item, where)
-        _refuse_shared_memory(params, where)
+        refuse_shared_memory(params, where)
         size = params.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -237,7 +240,8 @@ def _tensors(items: Any, binary: bytes, what: str, kind: str) -> tuple[dict[str,
     return tensors, offset
 
 
-def _refuse_shared_memory(params: Mapping[str, Any], where: str) -> None:
+def refuse_shared_memory(params: Mapping[str, Any], where: str) -> None:
+    """400 for Triton's shared-memory extension, which this server does not implement."""
     if _SHARED_MEMORY in params:
         raise invalid(
             f"{where}: shared memory (parameters.{_SHARED_MEMORY}) is not supported by this "
@@ -300,7 +304,7 @@ def _requested_outputs(raw_outputs: Any) -> list[RequestedOutput]:
             raise invalid(f"output '{name}' is requested twice")
         seen.add(name)
         params = _parameters(item, f"output '{name}'")
-        _refuse_shared_memory(params, f"output '{name}'")
+        refuse_shared_memory(params, f"output '{name}'")
         if "classification" in params:
             raise invalid(
                 f"output '{name}': parameters.classification (Triton's classification "
@@ -313,7 +317,8 @@ def _requested_outputs(raw_outputs: Any) -> list[RequestedOutput]:
     return outputs
 
 
-def _as_tensor(name: str, value: np.ndarray | InputTensor) -> InputTensor:
+def as_tensor(name: str, value: np.ndarray | InputTensor) -> InputTensor:
+    """``value`` as a named tensor (its datatype from its numpy dtype)."""
     if isinstance(value, InputTensor):
         return value
     array = np.asarray(value)
@@ -356,6 +361,26 @@ def _encode(
     )
 
 
+def select_outputs(
+    outputs: Mapping[str, Any], request: InferRequest | None, default_binary: bool = False
+) -> list[tuple[str, Any, bool]]:
+    """``(name, value, binary)`` of the outputs to answer with: the request's ``outputs`` in
+    its order (each binary as its ``binary_data`` says, else ``default_binary``), or all.
+
+    Raises:
+        ProtocolError: 400 for a requested output the model does not have.
+    """
+    if request is None or not request.outputs:
+        return [(name, value, default_binary) for name, value in outputs.items()]
+    selected = []
+    for wanted in request.outputs:
+        if wanted.name not in outputs:
+            raise invalid(f"unknown output '{wanted.name}'; the model has {', '.join(outputs)}")
+        binary = wanted.binary_data if wanted.binary_data is not None else default_binary
+        selected.append((wanted.name, outputs[wanted.name], binary))
+    return selected
+
+
 def encode_infer_response(
     model_name: str,
     outputs: Mapping[str, np.ndarray | InputTensor],
@@ -379,15 +404,10 @@ def encode_infer_response(
         if binary_data_output is not None
         else (request.binary_data_output if request is not None else False)
     )
-    selected: list[tuple[InputTensor, bool]] = []
-    if request is not None and request.outputs:
-        for wanted in request.outputs:
-            if wanted.name not in outputs:
-                raise invalid(f"unknown output '{wanted.name}'; the model has {', '.join(outputs)}")
-            binary = wanted.binary_data if wanted.binary_data is not None else default_binary
-            selected.append((_as_tensor(wanted.name, outputs[wanted.name]), binary))
-    else:
-        selected = [(_as_tensor(name, value), default_binary) for name, value in outputs.items()]
+    selected = [
+        (as_tensor(name, value), binary)
+        for name, value, binary in select_outputs(outputs, request, default_binary)
+    ]
     document: dict[str, Any] = {"model_name": model_name}
     if model_version is not None:
         document["model_version"] = model_version
@@ -421,7 +441,7 @@ def encode_infer_request(
             {"name": o.name, **({"parameters": o.parameters} if o.parameters else {})}
             for o in outputs
         ]
-    return _encode(document, "inputs", [(_as_tensor(n, v), binary) for n, v in inputs.items()])
+    return _encode(document, "inputs", [(as_tensor(n, v), binary) for n, v in inputs.items()])
 
 
 @dataclass(frozen=True)

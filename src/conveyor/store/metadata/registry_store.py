@@ -298,6 +298,19 @@ class RegistryStore(TrafficSplits):
         """Make an archived version active again (audited)."""
         return self._set_status(name, version, VersionStatus.ACTIVE, actor, reason)
 
+    def revision(self) -> int:
+        """A number that changes whenever anything in the registry changes (0 when empty).
+
+        Every change (a version, an alias, a split, a status) appends an audit entry in the
+        same transaction, so the newest entry's id is the registry's revision: one indexed
+        read, which lets a server poll for changes without re-reading the registry.
+        """
+
+        def tx(conn: Connection) -> int:
+            return int(conn.execute(select(func.max(model_audit.c.id))).scalar() or 0)
+
+        return self._db.read(tx)
+
     def audit(self, name: str | None = None, limit: int = 100) -> list[AuditRecord]:
         """The newest ``limit`` changes (of ``name``), newest first."""
         query = select(model_audit).order_by(model_audit.c.id.desc()).limit(limit)
