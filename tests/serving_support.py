@@ -7,14 +7,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from conveyor.config import Settings, load_settings
 from conveyor.core.materializers import save_artifact
-from conveyor.modeling.bundle import ModelBundle, save_bundle
+from conveyor.modeling.bundle import LoadedBundle, ModelBundle, load_bundle, save_bundle
 from conveyor.registry import ModelRegistry
 from conveyor.serving.server_process import free_port
 from conveyor.store.metadata import NewArtifact
 from conveyor.store.workspace import Workspace
 
-__all__ = ["free_port", "register_production", "store_bundle"]
+__all__ = [
+    "free_port",
+    "home_with_production",
+    "register_production",
+    "register_two_versions",
+    "store_bundle",
+]
 
 
 def store_bundle(ws: Workspace, folder: Path, seed: int = 0) -> tuple[int, Path]:
@@ -57,3 +64,24 @@ def register_production(ws: Workspace, root: Path) -> Path:
     registry = ModelRegistry(ws)
     registry.register("census", artifact_id, require_blessing=False, alias="production")
     return Path(registry.load_bundle_path("census", "production"))
+
+
+def home_with_production(root: Path) -> Settings:
+    """A conveyor home under ``root`` whose registry holds ``census`` at ``production``."""
+    settings = load_settings(home=root / "home")
+    ws = Workspace.open(settings)
+    try:
+        register_production(ws, root)
+    finally:
+        ws.close()
+    return settings
+
+
+def register_two_versions(ws: Workspace, root: Path) -> dict[str, LoadedBundle]:
+    """``census`` version 1 at ``production`` and version 2 at ``candidate`` (two different
+    fits); each version's bundle as loaded offline, by version number as text."""
+    registry = ModelRegistry(ws)
+    for seed, alias in ((1, "production"), (2, "candidate")):
+        artifact_id, _ = store_bundle(ws, root / f"bundle-{seed}", seed=seed)
+        registry.register("census", artifact_id, require_blessing=False, alias=alias)
+    return {v: load_bundle(registry.load_bundle_path("census", int(v))) for v in "12"}

@@ -9,21 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conveyor.config import load_settings
 from conveyor.serving.server_process import ServerProcess
-from conveyor.store.workspace import Workspace
-from serving_support import register_production
+from serving_support import home_with_production
 
 pytestmark = pytest.mark.slow
 
 
 def test_every_request_gets_one_access_line_on_stderr(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path / "home")
-    ws = Workspace.open(settings)
-    try:
-        register_production(ws, tmp_path)
-    finally:
-        ws.close()
+    settings = home_with_production(tmp_path)
     server = ServerProcess(settings, models=["census"], access_log=True)
     server.start(timeout_s=120)
     try:

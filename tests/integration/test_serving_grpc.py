@@ -29,7 +29,7 @@ from tritonclient.grpc import service_pb2 as triton_pb
 from tritonclient.utils import InferenceServerException
 
 from conveyor.config import load_settings
-from conveyor.modeling.bundle import LoadedBundle, load_bundle
+from conveyor.modeling.bundle import LoadedBundle
 from conveyor.registry import ModelRegistry
 from conveyor.serving import access_log
 from conveyor.serving.access_log import ACCESS_LOGGER
@@ -40,7 +40,7 @@ from conveyor.serving.protocols import open_inference_pb2 as pb
 from conveyor.serving.protocols.v2_grpc import CONTENTS_FIELDS
 from conveyor.serving.server import BackgroundServer, parse_size
 from conveyor.store.workspace import Workspace
-from serving_support import free_port, store_bundle
+from serving_support import free_port, register_two_versions, store_bundle
 
 ROWS = pd.DataFrame(
     {
@@ -66,11 +66,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("grpc")
     ws = Workspace.open(load_settings(home=root / "home"))
     try:
-        registry = ModelRegistry(ws)
-        for seed, alias in ((1, "production"), (2, "candidate")):
-            artifact_id, _ = store_bundle(ws, root / f"bundle-{seed}", seed=seed)
-            registry.register("census", artifact_id, require_blessing=False, alias=alias)
-        bundles = {v: load_bundle(registry.load_bundle_path("census", int(v))) for v in "12"}
+        bundles = register_two_versions(ws, root)
         grpc_port = free_port()
         app = create_app(
             ws,

@@ -20,12 +20,11 @@ import tritonclient.http.aio as triton_aio
 from tritonclient.utils import InferenceServerException
 
 from conveyor.config import load_settings
-from conveyor.modeling.bundle import LoadedBundle, load_bundle
-from conveyor.registry import ModelRegistry
+from conveyor.modeling.bundle import LoadedBundle
 from conveyor.serving.app import create_app
 from conveyor.serving.server import BackgroundServer, parse_size
 from conveyor.store.workspace import Workspace
-from serving_support import free_port, store_bundle
+from serving_support import free_port, register_two_versions
 
 ROWS = pd.DataFrame(
     {
@@ -49,11 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("tritonclient")
     ws = Workspace.open(load_settings(home=root / "home"))
     try:
-        registry = ModelRegistry(ws)
-        for seed, alias in ((1, "production"), (2, "candidate")):
-            artifact_id, _ = store_bundle(ws, root / f"bundle-{seed}", seed=seed)
-            registry.register("census", artifact_id, require_blessing=False, alias=alias)
-        bundles = {v: load_bundle(registry.load_bundle_path("census", int(v))) for v in "12"}
+        bundles = register_two_versions(ws, root)
         app = create_app(ws, memory_budget_bytes=parse_size("256MB"), reload_interval_s=None)
         with BackgroundServer(app, port=free_port()) as server:
             yield Served(server.url, server.port, bundles)

@@ -25,9 +25,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from conveyor.config import load_settings
-from conveyor.store.workspace import Workspace
-from serving_support import free_port, register_production
+from serving_support import free_port, home_with_production
 
 pytestmark = pytest.mark.slow
 
@@ -60,12 +58,7 @@ def _wait_ready(server: Server, timeout: float = 90.0) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    settings = load_settings(home=tmp_path / "home")
-    ws = Workspace.open(settings)
-    try:
-        register_production(ws, tmp_path)
-    finally:
-        ws.close()
+    settings = home_with_production(tmp_path)
     port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "conveyor", "--home", str(settings.home), "serve"]
     command += ["--port", str(port), "--workers", "2", "--no-access-log"]

@@ -25,7 +25,9 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from typing import IO, Any, NamedTuple
+from typing import IO, NamedTuple
+
+from conveyor.serving.json_accel import orjson as _orjson
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -39,17 +41,6 @@ __all__ = [
 
 ACCESS_LOGGER = "conveyor.serving.access"
 access_logger = logging.getLogger(ACCESS_LOGGER)
-
-
-def _load_orjson() -> Any:
-    try:
-        import orjson
-    except ImportError:  # an accelerator only (the `serving` extra has it)
-        return None
-    return orjson
-
-
-_orjson = _load_orjson()
 
 
 class AccessLine(NamedTuple):

@@ -13,11 +13,9 @@ server fault, logged with its traceback.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import uuid
-from types import ModuleType
 from typing import Any
 
 from starlette.requests import Request
@@ -25,6 +23,7 @@ from starlette.responses import Response
 
 from conveyor.exceptions import NotFoundError
 from conveyor.modeling.bundle_errors import SignatureError
+from conveyor.serving.json_accel import orjson as _orjson
 from conveyor.serving.protocols.errors import ProtocolError, not_found
 from conveyor.serving.router import Decision
 
@@ -53,16 +52,6 @@ MODEL_VERSION = "X-Model-Version"
 MODEL_ROUTE = "X-Model-Route"
 DEFAULT_STICKY_HEADER = "X-Sticky-Key"
 """The request header whose value keeps one caller on one version of a weighted route."""
-
-
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ImportError:  # pragma: no cover - depends on the environment
-        return None
-
-
-_orjson = _optional("orjson")  # an accelerator (the `serving` extra has it); json does the same
 
 
 def parse_json(body: bytes) -> Any:

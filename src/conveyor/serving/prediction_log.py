@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from conveyor.serving.json_accel import orjson as _orjson
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -155,17 +157,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, dt.datetime | dt.date):
         return obj.isoformat()
     return str(obj)
-
-
-def _load_orjson() -> Any:
-    try:
-        import orjson
-    except ImportError:  # an accelerator only (the `serving` extra has it)
-        return None
-    return orjson
-
-
-_orjson = _load_orjson()
 
 
 def to_json(value: Any) -> str:
