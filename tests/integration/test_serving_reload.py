@@ -37,6 +37,22 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
         ws.close()
 
 
+def _registry_with_production(ws: Workspace, root: Path) -> ModelRegistry:
+    registry = ModelRegistry(ws)
+    artifact_id, _ = store_bundle(ws, root / "bundle-1", seed=1)
+    registry.register("census", artifact_id, require_blessing=False, alias="production")
+    return registry
+
+
+def _broken_bundle(ws: Workspace, root: Path) -> int:
+    """A stored bundle whose files are corrupt (its manifest is intact): it fails to load."""
+    artifact_id, folder = store_bundle(ws, root / "bundle-3", seed=3)
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix != ".json":
+            path.write_bytes(b"corrupt")
+    return artifact_id
+
+
 class _Load:
     """One client thread sending predictions continuously; records status and version."""
 
@@ -73,9 +89,7 @@ class _Load:
 
 
 def test_alias_moves_without_failed_requests(workspace: Workspace, tmp_path: Path) -> None:
-    registry = ModelRegistry(workspace)
-    artifact_id, _ = store_bundle(workspace, tmp_path / "bundle-1", seed=1)
-    registry.register("census", artifact_id, require_blessing=False, alias="production")
+    registry = _registry_with_production(workspace, tmp_path)
     app = create_app(workspace, memory_budget_bytes=parse_size("256MB"), reload_interval_s=3600)
     served: ServedModels = app.state.serving.models
     with (
@@ -108,9 +122,7 @@ def test_alias_moves_without_failed_requests(workspace: Workspace, tmp_path: Pat
 def test_watcher_load_failure_new_and_removed_models(
     workspace: Workspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    registry = ModelRegistry(workspace)
-    artifact_id, _ = store_bundle(workspace, tmp_path / "bundle-1", seed=1)
-    registry.register("census", artifact_id, require_blessing=False, alias="production")
+    registry = _registry_with_production(workspace, tmp_path)
     app = create_app(workspace, memory_budget_bytes=parse_size("256MB"), reload_interval_s=0.1)
     served: ServedModels = app.state.serving.models
 
@@ -125,10 +137,7 @@ def test_watcher_load_failure_new_and_removed_models(
         httpx.Client(base_url=server.url, timeout=30) as http,
     ):
         # A broken version: the alias keeps the old one, readiness stays, the error is logged.
-        broken_id, broken_folder = store_bundle(workspace, tmp_path / "bundle-3", seed=3)
-        for path in broken_folder.rglob("*"):
-            if path.is_file() and path.suffix != ".json":
-                path.write_bytes(b"corrupt")
+        broken_id = _broken_bundle(workspace, tmp_path)
         with caplog.at_level(logging.ERROR, logger="conveyor.serving.models"):
             registry.register("census", broken_id, require_blessing=False)
             registry.promote("census", 2, reason="broken on purpose")
@@ -164,9 +173,7 @@ def test_watcher_load_failure_new_and_removed_models(
 def test_refresh_if_changed_rereads_only_after_a_change_and_retries_failed_loads(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry = ModelRegistry(workspace)
-    artifact_id, _ = store_bundle(workspace, tmp_path / "bundle-1", seed=1)
-    registry.register("census", artifact_id, require_blessing=False, alias="production")
+    registry = _registry_with_production(workspace, tmp_path)
     served = ServedModels(registry, memory_budget_bytes=parse_size("256MB"))
     reads: list[str] = []
     read_registry = served._read_registry
@@ -187,10 +194,7 @@ def test_refresh_if_changed_rereads_only_after_a_change_and_retries_failed_loads
     assert served.router.route("census", "production").weights == {2: 1.0}
 
     # A version that fails to load: the route keeps v2, and every call tries again.
-    broken_id, broken_folder = store_bundle(workspace, tmp_path / "bundle-3", seed=3)
-    for path in broken_folder.rglob("*"):
-        if path.is_file() and path.suffix != ".json":
-            path.write_bytes(b"corrupt")
+    broken_id = _broken_bundle(workspace, tmp_path)
     registry.register("census", broken_id, require_blessing=False)
     registry.promote("census", 3, reason="broken on purpose")
     assert served.refresh_if_changed() is True
