@@ -170,21 +170,31 @@ def test_first_deployment_canary_promotion_rollback_and_unblessed(
     assert ("remove_alias", "canary", None) in audit
     assert ("promote", "production", 3) not in audit
 
-    # 4. An unblessed run registers nothing and never touches production.
+    # 4. A canary that gets no traffic has no verdict by canary_timeout (1 day): rolled back.
+    events = _manual_run(controller, workspace, clock, "census", seed="6")
+    assert "rolled back otherwise (or without a verdict by" in _one(events, "canary_started").reason
+    assert controller.step(clock.advance(hours=23)) == []  # still waiting
+    events = controller.step(clock.advance(hours=2))
+    assert _kinds(events) == ["rolled_back"]
+    assert events[0].version == 4 and "canary_timeout 1d" in events[0].reason
+    assert registry.aliases("census") == {"production": 2}
+    assert registry.traffic("census") == {}
+
+    # 5. An unblessed run registers nothing and never touches production.
     before = registry.history("census")
     events = _manual_run(controller, workspace, clock, "census", seed="4", blessed="false")
     assert _kinds(events) == ["trigger", "run_started", "run_finished", "not_blessed"]
     assert "accuracy 0.61 < production 0.83" in events[-1].reason
-    assert [v.version for v in registry.list("census")] == [1, 2, 3]
+    assert [v.version for v in registry.list("census")] == [1, 2, 3, 4]
     assert registry.aliases("census") == {"production": 2}
     assert registry.history("census") == before
 
-    # 5. A pipeline that moves production itself is recorded loudly, and not canaried.
+    # 6. A pipeline that moves production itself is recorded loudly, and not canaried.
     events = _manual_run(controller, workspace, clock, "census", seed="5", alias="production")
     bypass = events[-1]
-    assert (bypass.kind, bypass.source, bypass.version) == ("promoted", "pipeline", 4)
+    assert (bypass.kind, bypass.source, bypass.version) == ("promoted", "pipeline", 5)
     assert "bypassing the canary" in bypass.reason
-    assert registry.aliases("census") == {"production": 4}
+    assert registry.aliases("census") == {"production": 5}
     assert controller.deployer.rollouts() == {}
     controller.stop()
 

@@ -315,6 +315,8 @@ CASES: list[tuple[dict[int, str], str]] = [
     ),
     ({54: 'metric = "acc"'}, r"conveyor.toml:54: .*metric 'acc' cannot compare canary and product"),
     ({55: "tolerance = -0.1"}, r"conveyor.toml:55: .*tolerance must be a number >= 0, not -0.1"),
+    ({55: 'canary_timeout = "0s"'}, r"conveyor.toml:55: .*canary_timeout must be longer than 0s"),
+    ({55: "canary_timeout = 24"}, r"conveyor.toml:55: .*canary_timeout must be a duration string"),
     (
         {48: "[controler]"},
         r"conveyor.toml:48: \[controler\]: unknown section \(did you mean \[contr",
@@ -333,6 +335,12 @@ def test_each_problem_is_reported_with_its_line(
     with pytest.raises(PolicyError, match=message) as caught:
         _load(tmp_path, changes)
     assert len(caught.value.problems) == 1, str(caught.value)
+
+
+def test_the_canary_timeout_defaults_to_a_day_and_can_be_set(tmp_path: Path) -> None:
+    assert load_policy(make_project(tmp_path)).controller.canary_timeout == dt.timedelta(days=1)
+    policy = _load(tmp_path / "set", {55: 'canary_timeout = "6h"'})
+    assert policy.controller.canary_timeout == dt.timedelta(hours=6)
 
 
 def test_all_problems_come_at_once_in_line_order(tmp_path: Path) -> None:

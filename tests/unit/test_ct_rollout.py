@@ -53,6 +53,47 @@ def test_waits_until_enough_canary_windows_have_the_metric() -> None:
     assert [w.index for w in verdict.windows] == [0]
 
 
+def test_a_canary_without_a_verdict_by_its_timeout_is_rolled_back() -> None:
+    results = [_window(2, 0, 0.8), _window(1, 0, 0.8)]
+    timeout = dt.timedelta(hours=24)
+
+    def judge(now: dt.datetime) -> object:
+        return judge_canary(
+            ROLLOUT,
+            results,
+            production=1,
+            metric="accuracy",
+            promote_after=3,
+            tolerance=0.02,
+            now=now,
+            timeout=timeout,
+        )
+
+    assert judge(T0 + timeout).decision == "wait"  # exactly at the limit: still waiting
+    late = judge(T0 + timeout + dt.timedelta(minutes=1, microseconds=5))
+    assert late.decision == "rollback"
+    assert late.reason == (
+        "no verdict 1d1m after the canary started (canary_timeout 1d): "
+        "1 of 3 canary window(s) with accuracy so far"
+    )
+    assert [w.index for w in late.windows] == [0]  # the figures it had are kept
+
+
+def test_a_verdict_in_time_is_not_touched_by_the_timeout() -> None:
+    results = [_window(2, i, 0.8) for i in range(3)] + [_window(1, i, 0.8) for i in range(3)]
+    verdict = judge_canary(
+        ROLLOUT,
+        results,
+        production=1,
+        metric="accuracy",
+        promote_after=3,
+        tolerance=0.02,
+        now=T0 + dt.timedelta(days=30),
+        timeout=dt.timedelta(hours=1),
+    )
+    assert verdict.decision == "promote"
+
+
 def test_windows_before_the_canary_started_do_not_count() -> None:
     early = _window(2, 0, 0.9, offset=-60)
     assert canary_windows(ROLLOUT, [early, _window(2, 1, 0.7)], "accuracy")[0].index == 1

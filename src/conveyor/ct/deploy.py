@@ -198,7 +198,8 @@ class Deployer:
             f"{rollout.model}:{rollout.version} gets {share} of production's traffic as canary "
             f"(production is version {rollout.production}); it is promoted after "
             f"{self.policy.promote_after} window(s) with {self.policy.metric} not worse by more "
-            f"than {self.policy.tolerance:g}, rolled back otherwise",
+            f"than {self.policy.tolerance:g}, rolled back otherwise (or without a verdict "
+            f"by {rollout.started_at + self.policy.canary_timeout:%Y-%m-%d %H:%M} UTC)",
             time=now,
             model=rollout.model,
             version=rollout.version,
@@ -252,6 +253,8 @@ class Deployer:
             metric=self.policy.metric,
             promote_after=self.policy.promote_after,
             tolerance=self.policy.tolerance,
+            now=now,
+            timeout=self.policy.canary_timeout,
         )
         self._record_windows(rollout, verdict, results, production, now)
         if verdict.decision != "wait":

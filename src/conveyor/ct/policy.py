@@ -372,7 +372,7 @@ def _controller(reader: PolicyReader, raw: Any) -> ControllerPolicy:
     if table is None:
         return default
     keys = ("poll", "debounce", "min_interval", "canary_percent", "promote_after", "metric")
-    reader.known_keys(table, (*keys, "tolerance"), section)
+    reader.known_keys(table, (*keys, "tolerance", "canary_timeout"), section)
     poll = reader.duration(table, "poll", section, positive=True)
     debounce = reader.duration(table, "debounce", section)
     min_interval = reader.duration(table, "min_interval", section)
@@ -393,6 +393,7 @@ def _controller(reader: PolicyReader, raw: Any) -> ControllerPolicy:
         )
         metric = None
     tolerance = reader.number(table, "tolerance", section, low=0)
+    timeout = reader.duration(table, "canary_timeout", section, positive=True)
     return ControllerPolicy(
         poll=default.poll if poll is None else poll,
         debounce=default.debounce if debounce is None else debounce,
@@ -401,5 +402,6 @@ def _controller(reader: PolicyReader, raw: Any) -> ControllerPolicy:
         promote_after=promote_after or default.promote_after,
         metric=metric or default.metric,
         tolerance=default.tolerance if tolerance is None else tolerance,
+        canary_timeout=default.canary_timeout if timeout is None else timeout,
         line=reader.line(section.path),
     )

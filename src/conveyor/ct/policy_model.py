@@ -88,6 +88,10 @@ class ControllerPolicy:
         promote_after: Complete windows of canary traffic before it may be promoted.
         metric: The performance metric compared between canary and production.
         tolerance: How much worse than production the canary may be on ``metric``.
+        canary_timeout: A canary still without a verdict this long after it started is
+            rolled back (production keeps serving): traffic too thin to fill
+            ``promote_after`` windows, or feedback that never arrives, must not hold the
+            roll-out (and every later one of the model) open forever.
         line: The ``[controller]`` header's line, if known.
     """
 
@@ -98,6 +102,7 @@ class ControllerPolicy:
     promote_after: int = 3
     metric: str = "accuracy"
     tolerance: float = 0.02
+    canary_timeout: dt.timedelta = dt.timedelta(hours=24)
     line: int | None = None
 
 

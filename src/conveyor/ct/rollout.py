@@ -12,7 +12,9 @@ reads the window results of the model (:class:`conveyor.monitoring.WindowResult`
   period of traffic;
 - after ``promote_after`` canary windows the canary is **promoted** when its mean is not worse
   than production's by more than ``tolerance`` (in the metric's ``worse`` direction), else
-  **rolled back**. Until then, and while production has no figure for the period, it waits.
+  **rolled back**. Until then, and while production has no figure for the period, it waits;
+- a canary still waiting ``timeout`` after it started is **rolled back**: no verdict in time
+  keeps production, the model that has earned its place.
 
 Everything here is pure, so a verdict can be checked on hand-made windows.
 """
@@ -24,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from conveyor.ct.durations import format_duration
 from conveyor.monitoring.metric_names import METRICS
 from conveyor.monitoring.results import WindowResult
 
@@ -227,6 +230,8 @@ def judge_canary(
     metric: str,
     promote_after: int,
     tolerance: float,
+    now: dt.datetime | None = None,
+    timeout: dt.timedelta | None = None,
 ) -> CanaryVerdict:
     """Decide on a canary from the model's window results.
 
@@ -237,6 +242,8 @@ def judge_canary(
         metric: The performance metric compared (``[controller] metric``).
         promote_after: Canary windows needed before deciding.
         tolerance: How much worse than production the canary may be.
+        now: The evaluation time (needed for ``timeout``).
+        timeout: Roll back a canary still waiting this long after it started.
 
     Example:
         >>> verdict = judge_canary(rollout, monitor.results("census"), production=1,
@@ -244,6 +251,29 @@ def judge_canary(
         >>> verdict.decision, verdict.reason  # doctest: +SKIP
         ('promote', 'canary accuracy 0.842 over 3 window(s) vs production 0.838 over 27 ...')
     """  # noqa: E501
+    verdict = _verdict(rollout, results, production, metric, promote_after, tolerance)
+    if verdict.decision != "wait" or timeout is None or now is None:
+        return verdict
+    waited = now - rollout.started_at
+    if waited <= timeout:
+        return verdict
+    waited = dt.timedelta(seconds=int(waited.total_seconds()))
+    return replace(
+        verdict,
+        decision="rollback",
+        reason=f"no verdict {format_duration(waited)} after the canary started "
+        f"(canary_timeout {format_duration(timeout)}): {verdict.reason}",
+    )
+
+
+def _verdict(
+    rollout: Rollout,
+    results: Sequence[WindowResult],
+    production: int,
+    metric: str,
+    promote_after: int,
+    tolerance: float,
+) -> CanaryVerdict:
     info = METRICS[metric]
     counted = tuple(canary_windows(rollout, results, metric)[:promote_after])
     canary_mean = _mean([w.value for w in counted])
