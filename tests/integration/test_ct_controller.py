@@ -27,6 +27,7 @@ from conveyor.ct.controller import Controller
 from conveyor.ct.controller_errors import ControllerBusyError
 from conveyor.ct.policy_model import Policy
 from conveyor.modeling.bundle import load_bundle
+from conveyor.monitoring.alert_model import Alert
 from conveyor.registry import ModelRegistry
 from conveyor.store.metadata.activity_records import ActivityEvent, run_labels
 from conveyor.store.metadata.records import RunStatus
@@ -302,6 +303,32 @@ def test_an_alert_is_recorded_once_and_its_trigger_starts_a_linked_run(
     assert run_id is not None
     linked = workspace.metadata.activity.run_events(run_id)
     assert [e.kind for e in linked][:3] == ["trigger", "run_started", "run_finished"]
+    controller.stop()
+
+
+def test_a_poll_reads_the_log_of_the_lookback_only(tmp_path: Path, workspace: Workspace) -> None:
+    text = policy_text(window=50).replace("min_feedback_coverage = 0.5", 'slices = ["city"]')
+    policy = project_policy(tmp_path / "p", text + ALERTS)
+    assert policy.lookback() == dt.timedelta(days=1)  # count windows: label delay + 1 day
+    bundle = load_bundle(register_production(workspace, tmp_path))
+    frame = pd.DataFrame(
+        {"x": np.linspace(-2, 2, 200), "n": np.arange(200) % 10, "city": ["Paris", "Nice"] * 100}
+    )
+    root = workspace.settings.artifact_url
+    wrong = [int(1 - p) for p in bundle.predict(frame)]
+
+    def bad_traffic(start: dt.datetime, prefix: str) -> None:
+        ids = write_log(root, bundle, frame, start=start, version="1", prefix=prefix)
+        write_feedback(root, ids, wrong, times=[start + _s(i + 1) for i in range(200)])
+
+    bad_traffic(T0, "old")  # two days before the first poll: settled, never read again
+    clock = Clock(T0 + dt.timedelta(days=2))
+    controller = _controller(workspace, policy, clock)
+    assert "alert" not in _kinds(controller.step(clock.now))
+    bad_traffic(clock.now - dt.timedelta(hours=1), "new")
+    alert = _one(controller.step(clock.advance(minutes=1)), "alert")
+    fired = Alert.from_json(alert.details["alert"])
+    assert fired.window_start >= clock.now - dt.timedelta(hours=2)  # the recent windows
     controller.stop()
 
 

@@ -337,6 +337,31 @@ def test_each_problem_is_reported_with_its_line(
     assert len(caught.value.problems) == 1, str(caught.value)
 
 
+def test_the_lookback_defaults_to_a_day_past_the_label_delay_and_covers_the_alert_runs(
+    tmp_path: Path,
+) -> None:
+    counted = load_policy(make_project(tmp_path))
+    assert counted.lookback() == dt.timedelta(days=1) and counted.needed_lookback() is None
+    delayed = _load(tmp_path / "delayed", {3: 'label_delay = "6h"'})
+    assert delayed.lookback() == dt.timedelta(hours=30)
+    hourly = _load(tmp_path / "hourly", {2: 'window = "12h"'})  # drift alert: 2 windows
+    assert hourly.needed_lookback() == dt.timedelta(hours=36)
+    assert hourly.lookback() == dt.timedelta(hours=36)
+    explicit = _load(tmp_path / "explicit", {2: 'window = "30m"', 6: 'lookback = "2h"'})
+    assert explicit.lookback() == dt.timedelta(hours=2)
+
+
+def test_a_lookback_too_short_for_an_alert_run_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(
+        PolicyError,
+        match=r"conveyor.toml:6: \[monitoring\]: lookback 1h is "
+        r"shorter than the label delay \(0s\) plus 3 windows of 30m \(1h30m\)",
+    ):
+        _load(tmp_path, {2: 'window = "30m"', 6: 'lookback = "1h"'})
+    with pytest.raises(PolicyError, match=r"conveyor.toml:6: .*lookback must be longer than 0s"):
+        _load(tmp_path / "zero", {6: 'lookback = "0s"'})
+
+
 def test_the_canary_timeout_defaults_to_a_day_and_can_be_set(tmp_path: Path) -> None:
     assert load_policy(make_project(tmp_path)).controller.canary_timeout == dt.timedelta(days=1)
     policy = _load(tmp_path / "set", {55: 'canary_timeout = "6h"'})

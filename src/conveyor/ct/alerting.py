@@ -1,7 +1,10 @@
 """Monitoring at each poll: window results per model, and each new alert recorded once.
 
 The controller watches every model that has alert rules or a canary in progress. For each,
-one :meth:`conveyor.monitoring.Monitor.check` reads the prediction log and feedback; alerts are
+one :meth:`conveyor.monitoring.Monitor.check` reads the prediction log and feedback of the
+last :meth:`Policy.lookback <conveyor.ct.policy_model.Policy.lookback>` (back to the start
+of the model's canary when that is older), so a poll costs what the recent traffic costs,
+not what the whole history does; alerts are
 recorded as ``alert`` events keyed by rule and window end (``alert:RULE:END``), so an alert is
 stored once however often it is seen (after a restart too), and each rule's last fire is kept
 in the controller's state for the cool-down. The window results go to the canary judge.
@@ -82,12 +85,21 @@ class AlertWatch:
         names = [rule.model for rule in self.policy.alerts] + list(rolling_out)
         return list(dict.fromkeys(names))
 
-    def poll(self, models: Iterable[str], now: dt.datetime) -> dict[str, list[WindowResult]]:
+    def poll(
+        self,
+        models: Iterable[str],
+        now: dt.datetime,
+        since: Mapping[str, dt.datetime] | None = None,
+    ) -> dict[str, list[WindowResult]]:
         """Check every model in ``models``: record new alerts, return the window results.
 
-        A model whose log cannot be read is skipped (logged once per distinct problem), so
-        one broken log does not stop the controller.
+        ``since`` gives a model's own start (a canary older than the lookback); the others
+        are read from ``now - policy.lookback()``. A model whose log cannot be read is
+        skipped (logged once per distinct problem), so one broken log does not stop the
+        controller.
         """
+        horizon = now - self.policy.lookback()
+        since = since or {}
         results: dict[str, list[WindowResult]] = {}
         last_fired = {
             rule: dt.datetime.fromisoformat(when)
@@ -95,7 +107,10 @@ class AlertWatch:
         }
         for model in models:
             try:
-                found, alerts = self.monitor.check(model, self.policy.alerts, last_fired, now)
+                start = min(since.get(model, horizon), horizon)
+                found, alerts = self.monitor.check(
+                    model, self.policy.alerts, last_fired, now, since=start
+                )
             except (ConveyorError, OSError) as exc:
                 self._problem(model, str(exc))
                 continue

@@ -208,7 +208,8 @@ class Controller:
         self.runs.reap(when)
         self._take_requests(when)
         rollouts = self.deployer.rollouts()
-        results = self.alerts.poll(self.alerts.models(rollouts), when)
+        starts = {model: rollout.started_at for model, rollout in rollouts.items()}
+        results = self.alerts.poll(self.alerts.models(rollouts), when, since=starts)
         for model, rollout in rollouts.items():
             if model in results or rollout.phase != "canary":
                 self.deployer.evaluate(rollout, results.get(model, []), when)

@@ -30,6 +30,7 @@ from typing import Any
 from conveyor.config import CONFIG_FILE, Settings
 from conveyor.core.loader import load_pipeline
 from conveyor.core.pipeline import Pipeline
+from conveyor.ct.durations import format_duration
 from conveyor.ct.errors import PolicyError, PolicyProblem, display_path
 from conveyor.ct.policy_model import ControllerPolicy, MonitoringPolicy, PipelineTarget, Policy
 from conveyor.ct.policy_params import check_params
@@ -119,7 +120,26 @@ def _read_policy(reader: PolicyReader, data: dict[str, Any], path: Path, separat
     )
     triggers = read_triggers(reader, data.get("triggers", []), known)
     controller = _controller(reader, data.get("controller", {}))
-    return Policy(path, monitoring, pipelines, alerts, triggers, controller)
+    policy = Policy(path, monitoring, pipelines, alerts, triggers, controller)
+    _check_lookback(reader, policy)
+    return policy
+
+
+def _check_lookback(reader: PolicyReader, policy: Policy) -> None:
+    """An explicit lookback must show the longest alert run, labels included."""
+    lookback, needed = policy.monitoring.lookback, policy.needed_lookback()
+    window = policy.monitoring.window
+    if lookback is None or needed is None or isinstance(window, int) or lookback >= needed:
+        return
+    longest = max((rule.windows for rule in policy.alerts), default=1)
+    reader.problem(
+        ("monitoring", "lookback"),
+        "[monitoring]",
+        f"lookback {format_duration(lookback)} is shorter than the label delay "
+        f"({format_duration(policy.monitoring.label_delay)}) plus {longest + 1} windows of "
+        f"{format_duration(window)} ({format_duration(needed)}): the "
+        "longest alert run would never be seen whole",
+    )
 
 
 def _declared_alerts(raw: Any) -> set[str]:
@@ -146,7 +166,8 @@ def _monitoring(reader: PolicyReader, raw: Any) -> MonitoringPolicy:
     table = reader.table(raw, section.path, section.where, "[monitoring]")
     if table is None:
         return MonitoringPolicy()
-    reader.known_keys(table, ("window", "label_delay", "min_feedback_coverage", "slices"), section)
+    keys = ("window", "label_delay", "min_feedback_coverage", "slices", "lookback")
+    reader.known_keys(table, keys, section)
     default = MonitoringPolicy()
     window: int | dt.timedelta = default.window
     if isinstance(table.get("window"), str):
@@ -165,11 +186,13 @@ def _monitoring(reader: PolicyReader, raw: Any) -> MonitoringPolicy:
     label_delay = reader.duration(table, "label_delay", section)
     coverage = reader.number(table, "min_feedback_coverage", section, low=0, high=1)
     slices = reader.strings(table, "slices", section)
+    lookback = reader.duration(table, "lookback", section, positive=True)
     return MonitoringPolicy(
         window=window,
         label_delay=default.label_delay if label_delay is None else label_delay,
         min_feedback_coverage=default.min_feedback_coverage if coverage is None else coverage,
         slices=slices or (),
+        lookback=lookback,
         line=reader.line(section.path),
     )
 

@@ -22,6 +22,10 @@ from conveyor.monitoring.alert_model import AlertRule
 __all__ = ["ControllerPolicy", "MonitoringPolicy", "PipelineTarget", "Policy"]
 
 
+DEFAULT_LOOKBACK = dt.timedelta(days=1)
+"""Beyond the label delay, how far back the controller reads the log by default."""
+
+
 @dataclass(frozen=True)
 class MonitoringPolicy:
     """How serving traffic is cut into windows and judged (``[monitoring]``).
@@ -32,6 +36,9 @@ class MonitoringPolicy:
         min_feedback_coverage: Share of a window's predictions that need ground truth before
             its performance metrics count.
         slices: Features whose values cut performance metrics into slices.
+        lookback: How far back each poll of the controller reads the prediction log (None:
+            :meth:`Policy.lookback`'s default). Older windows are settled: their alerts
+            were raised when they were recent.
         line: The ``[monitoring]`` header's line, if known.
     """
 
@@ -39,6 +46,7 @@ class MonitoringPolicy:
     label_delay: dt.timedelta = dt.timedelta(0)
     min_feedback_coverage: float = 0.5
     slices: tuple[str, ...] = ()
+    lookback: dt.timedelta | None = None
     line: int | None = None
 
 
@@ -130,6 +138,25 @@ class Policy:
     alerts: tuple[AlertRule, ...] = ()
     triggers: tuple[Trigger, ...] = ()
     controller: ControllerPolicy = field(default_factory=ControllerPolicy)
+
+    def needed_lookback(self) -> dt.timedelta | None:
+        """The shortest lookback that still shows every alert rule its run of windows: the
+        label delay plus one more window than the longest run (None with count windows,
+        whose span in time depends on the traffic)."""
+        window = self.monitoring.window
+        if isinstance(window, int):
+            return None
+        longest = max((rule.windows for rule in self.alerts), default=1)
+        return self.monitoring.label_delay + window * (longest + 1)
+
+    def lookback(self) -> dt.timedelta:
+        """How far back each poll reads the prediction log: ``[monitoring] lookback``, else
+        the label delay plus a day (at least :meth:`needed_lookback`)."""
+        if self.monitoring.lookback is not None:
+            return self.monitoring.lookback
+        default = self.monitoring.label_delay + DEFAULT_LOOKBACK
+        needed = self.needed_lookback()
+        return default if needed is None else max(default, needed)
 
     def alert(self, name: str) -> AlertRule | None:
         """The alert rule called ``name``, if any."""
