@@ -240,9 +240,9 @@ def register_conveyor(home: Path, model: Any, frame: pd.DataFrame) -> None:
 def prediction_log_rows(home: Path) -> int:
     """Predictions the conveyor server wrote to its log (read after it stopped)."""
     from conveyor.config import load_settings
-    from conveyor.serving.prediction_log import connect
+    from conveyor.serving.prediction_log import connect, prediction_log_url
 
-    root = load_settings(home=home).artifact_url.rstrip("/") + "/predictions"
+    root = prediction_log_url(load_settings(home=home).artifact_url)
     con = connect(root)
     try:
         row = con.execute("SELECT count(*) FROM predictions").fetchone()

@@ -31,7 +31,7 @@ from rich.table import Table
 from conveyor.config import load_settings
 from conveyor.serving.feedback import FeedbackStore
 from conveyor.serving.grpc_server import SERVICE
-from conveyor.serving.prediction_log import connect
+from conveyor.serving.prediction_log import connect, prediction_log_url
 from conveyor.serving.protocols import open_inference_pb2 as pb
 from conveyor.serving.server_process import ServerProcess, free_port
 
@@ -162,7 +162,7 @@ def _counts(run: str) -> tuple[int, int]:
     """Predictions this demo logged, and how many of them have feedback (library reads)."""
     root = load_settings().artifact_url.rstrip("/")
     pattern = f"demo-{run}-%"
-    con = connect(f"{root}/predictions")
+    con = connect(prediction_log_url(root))
     try:
         (logged,) = con.execute(
             "SELECT count(*) FROM predictions WHERE request_id LIKE ?", [pattern]

@@ -26,7 +26,9 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help="Only this model."
 
 
 def _root(ctx: typer.Context) -> str:
-    return f"{settings_from(ctx).artifact_url.rstrip('/')}/predictions"
+    from conveyor.serving.prediction_log import prediction_log_url
+
+    return prediction_log_url(settings_from(ctx).artifact_url)
 
 
 def _exists(root: str) -> bool:

@@ -65,7 +65,7 @@ from conveyor.serving.metrics import OpsMiddleware, ServingMetrics
 from conveyor.serving.metrics_multiprocess import aggregated_endpoint
 from conveyor.serving.models import ServedModels
 from conveyor.serving.openapi import openapi_document
-from conveyor.serving.prediction_log import PredictionLog
+from conveyor.serving.prediction_log import PredictionLog, prediction_log_url
 from conveyor.serving.protocols.errors import invalid
 from conveyor.serving.state import ServingState
 from conveyor.store.workspace import Workspace
@@ -248,7 +248,7 @@ def _state(
         ModelRegistry(workspace), models=models, memory_budget_bytes=memory_budget_bytes
     )
     root = workspace.settings.artifact_url.rstrip("/")
-    log = PredictionLog(f"{root}/predictions", flush_interval_s=flush_interval_s)
+    log = PredictionLog(prediction_log_url(root), flush_interval_s=flush_interval_s)
     metrics = ServingMetrics(
         models_loaded=lambda: len(served.cache.loaded()),
         log_pending=lambda: log.pending,

@@ -31,6 +31,7 @@ from conveyor.serving.prediction_log import (
     as_utc,
     create_parquet_view,
     new_connection,
+    prediction_log_url,
     to_json,
 )
 
@@ -102,7 +103,7 @@ class FeedbackStore:
         self.root = StoreRoot(base)
         self.feedback_root = StoreRoot(f"{base}/{_FEEDBACK_DIR}")
         self.predictions_root = StoreRoot(
-            os.fspath(predictions) if predictions is not None else f"{base}/predictions"
+            os.fspath(predictions) if predictions is not None else prediction_log_url(base)
         )
         self.durable = durable
 

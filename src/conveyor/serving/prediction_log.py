@@ -58,11 +58,13 @@ if TYPE_CHECKING:
     import duckdb
 
 __all__ = [
+    "PREDICTIONS_DIR",
     "PREDICTION_SCHEMA",
     "PredictionLog",
     "PredictionRecord",
     "connect",
     "export",
+    "prediction_log_url",
     "tail",
 ]
 
@@ -87,6 +89,15 @@ ExportFormat = Literal["parquet", "csv", "jsonl"]
 
 _SEQ = itertools.count()  # per process; next() is atomic under the GIL
 _TMP_RE = re.compile(r"^\.part-[0-9TZ]+-(?P<pid>\d+)-\d+\.parquet\.tmp$")
+
+
+PREDICTIONS_DIR = "predictions"
+
+
+def prediction_log_url(serving_root: str | os.PathLike[str]) -> str:
+    """Where the prediction log lives under a serving root (the artifact URL for
+    ``conveyor serve``): ``<root>/predictions``."""
+    return f"{os.fspath(serving_root).rstrip('/')}/{PREDICTIONS_DIR}"
 
 
 def _utcnow() -> dt.datetime:
