@@ -197,6 +197,32 @@ def test_since_keeps_window_numbers_and_values(trained: Trained, shifted: Log) -
         assert window.metrics == pytest.approx(everything[window.index].metrics)
 
 
+def test_a_moving_since_counts_only_the_rows_it_passed(
+    trained: Trained, shifted: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monitor = _monitor(trained, shifted)
+    counted: list[tuple[dt.datetime, dt.datetime | None]] = []
+    rows_before = monitor.reader.rows_before
+
+    def spy(
+        model: str, before: dt.datetime, since: dt.datetime | None = None
+    ) -> dict[tuple[str, str], int]:
+        counted.append((before, since))
+        return rows_before(model, before, since=since)
+
+    monkeypatch.setattr(monitor.reader, "rows_before", spy)
+    first, second = T0 + dt.timedelta(seconds=750), T0 + dt.timedelta(seconds=1300)
+    monitor.results(MODEL, since=first, now=LATER)
+    moved = _served(monitor.results(MODEL, since=second, now=LATER))
+    fresh = _served(_monitor(trained, shifted).results(MODEL, since=second, now=LATER))
+    assert [r.index for r in moved] == [r.index for r in fresh] == [3, 4, 5, 6]
+    for ours, theirs in zip(moved, fresh, strict=True):
+        assert ours.metrics == pytest.approx(theirs.metrics)
+    assert counted == [(first, None), (second, first)]  # the second poll counted 550 s only
+    monitor.results(MODEL, since=first, now=LATER)  # back in time: counted afresh
+    assert counted[-1] == (first, None)
+
+
 def test_time_windows_are_aligned_to_the_epoch(trained: Trained, shifted: Log) -> None:
     monitor = _monitor(trained, shifted, window=WindowSpec(duration=dt.timedelta(minutes=10)))
     results = _served(monitor.results(MODEL, now=T0 + dt.timedelta(seconds=3550)))

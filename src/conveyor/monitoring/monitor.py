@@ -109,6 +109,7 @@ class Monitor:
         self.reader = LogReader(str(root).rstrip("/"))
         self._references: dict[tuple[str, str], VersionReference] = {}
         self._first_windows: dict[tuple[str, SeriesKey], PredictionReference] = {}
+        self._counted: dict[str, tuple[dt.datetime, dict[SeriesKey, int]]] = {}
 
     def __repr__(self) -> str:
         return f"Monitor(window={self.window.describe()!r}, label_delay={self.label_delay})"
@@ -147,7 +148,7 @@ class Monitor:
         classes = max(len(r.classes or ()) for r in refs.values())
         frame = self.reader.rows(model, inputs, since=start, now=when, classes=classes)
         offsets = (
-            self.reader.rows_before(model, start)
+            self._rows_before(model, start)
             if self.window.size is not None and start is not None
             else {}
         )
@@ -207,6 +208,23 @@ class Monitor:
                 )
             results.append(measure_window(model, window, arrays, contexts[series]))
         return results
+
+    def _rows_before(self, model: str, start: dt.datetime) -> dict[SeriesKey, int]:
+        """Rows per series logged before ``start``, counted incrementally: a controller's
+        ``since`` only moves forward, so each poll counts the rows between the last ``since``
+        and this one instead of the whole log before it. (Rows are logged with their arrival
+        time within about a second; the controller's ``since`` lags by the lookback.)"""
+        cached = self._counted.get(model)
+        if cached is not None and cached[0] <= start:
+            boundary, counts = cached
+            counts = dict(counts)
+            if boundary < start:
+                for series, n in self.reader.rows_before(model, start, since=boundary).items():
+                    counts[series] = counts.get(series, 0) + n
+        else:
+            counts = self.reader.rows_before(model, start)
+        self._counted[model] = (start, counts)
+        return dict(counts)
 
     # -- inputs and references ---------------------------------------------------------
 

@@ -132,9 +132,12 @@ class LogReader:
         )
         return [str(v) for v in frame["version"]]
 
-    def rows_before(self, model: str, before: dt.datetime) -> dict[SeriesKey, int]:
-        """Rows each series logged before ``before`` (the numbering of count windows)."""
-        where, params = _where(model, None, before)
+    def rows_before(
+        self, model: str, before: dt.datetime, since: dt.datetime | None = None
+    ) -> dict[SeriesKey, int]:
+        """Rows each series logged before ``before`` (from ``since``, when given): the
+        numbering of count windows."""
+        where, params = _where(model, since, before)
         frame = self._query(
             f"SELECT version, route_kind, sum({_ROWS_SQL})::BIGINT AS n FROM ("
             f"SELECT coalesce(version, '') AS version, {_KIND_SQL} AS route_kind, "

@@ -79,6 +79,7 @@ Handler = Callable[[Any, _CallInfo], Awaitable[Any]]
 
 
 def _metadata(context: aio.ServicerContext) -> dict[str, str]:
+    """The call's text metadata (keys are lowercase; binary ``-bin`` entries are skipped)."""
     return {
         key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
     }
