@@ -33,11 +33,12 @@ bench: $(STAMP_DEV)
 	$(BIN)/python benchmarks/engine_overhead.py
 
 # Regenerate the Open Inference Protocol messages from their .proto (grpcio-tools in a throwaway
-# venv: conveyor does not need it to run; pick the version whose protobuf matches pyproject's pin)
+# venv: conveyor does not need it to run). grpcio-tools 1.62 carries protoc 25, whose output
+# has no runtime version check and loads on protobuf 4.25 to 7 (pyproject's range).
 PROTO_DIR := src/conveyor/serving/protocols
 proto:
 	$(PYTHON) -m venv /tmp/conveyor-protoc
-	/tmp/conveyor-protoc/bin/pip install -q 'grpcio-tools>=1.81,<1.82'
+	/tmp/conveyor-protoc/bin/pip install -q 'grpcio-tools==1.62.3'
 	cd $(PROTO_DIR) && /tmp/conveyor-protoc/bin/python -m grpc_tools.protoc -I. --python_out=. \
 		--pyi_out=. open_inference.proto
 
