@@ -240,6 +240,8 @@ def test_serve_command_refuses_bad_options(tmp_path: Path, monkeypatch: pytest.M
     runner = CliRunner()
     bad_size = runner.invoke(app, ["serve", "--memory-budget", "lots"])
     assert bad_size.exit_code == 2 and "memory-budget" in bad_size.output
+    same_port = runner.invoke(app, ["serve", "--port", "8500", "--grpc-port", "8500"])
+    assert same_port.exit_code == 2 and "--grpc-port: 8500 is the HTTP port" in same_port.output
     unknown = runner.invoke(app, ["serve", "--models", "nope", "--port", str(free_port())])
     assert isinstance(unknown.exception, NotFoundError) and "nope" in str(unknown.exception)
     assert parse_size("512MiB") == 512 << 20 and parse_size("2GB") == 2 * 10**9

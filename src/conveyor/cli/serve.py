@@ -10,8 +10,7 @@ environment variable ``VAR`` (never from the command line, where ``ps`` would sh
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +18,9 @@ from conveyor.cli.errors import fail
 from conveyor.cli.render import err_console
 from conveyor.cli.state import settings_from
 from conveyor.config import Settings
+
+if TYPE_CHECKING:
+    from conveyor.serving.workers import WorkerConfig
 
 __all__ = ["serve_command"]
 
@@ -101,19 +103,11 @@ def serve_command(
         if not token:
             fail(f"--token-env: the environment variable {token_env!r} is not set or empty")
 
-    settings = settings_from(ctx)
     if grpc_port is not None and grpc_port == port:
         fail(f"--grpc-port: {grpc_port} is the HTTP port too; give another one")
-    announce = _announcer(token_env, host, port, workers, grpc_port)
-    if workers == 1:
-        _serve_in_process(
-            settings, names, budget, token, sticky_header, announce, host, port, grpc_port,
-            access_log,
-        )  # fmt: skip
-        return
     from conveyor.serving.workers import WorkerConfig, serve_workers
 
-    announce(_served_names(settings, names, budget))
+    settings = settings_from(ctx)
     config = WorkerConfig(
         home=str(settings.home),
         metadata_url=settings.metadata_url,
@@ -126,20 +120,15 @@ def serve_command(
         grpc_port=grpc_port,
         grpc_host=host,
     )
+    if workers == 1:
+        _serve_in_process(settings, config, token, host, port)
+        return
+    _announce(config, _served_names(settings, names, budget), host, port, workers)
     serve_workers(config, host=host, port=port, workers=workers)
 
 
 def _serve_in_process(
-    settings: Settings,
-    names: list[str] | None,
-    budget: int,
-    token: str | None,
-    sticky_header: str,
-    announce: Callable[[list[str]], None],
-    host: str,
-    port: int,
-    grpc_port: int | None,
-    access_log: bool,
+    settings: Settings, config: WorkerConfig, token: str | None, host: str, port: int
 ) -> None:
     """One worker: the app runs in this process, over one open workspace.
 
@@ -154,36 +143,33 @@ def _serve_in_process(
     try:
         app = create_app(
             workspace,
-            models=names,
-            memory_budget_bytes=budget,
+            models=config.models,
+            memory_budget_bytes=config.memory_budget_bytes,
+            flush_interval_s=config.flush_interval_s,
             token=token,
-            sticky_header=sticky_header,
-            grpc_port=grpc_port,
-            grpc_host=host,
+            reload_interval_s=config.reload_interval_s,
+            sticky_header=config.sticky_header,
+            grpc_port=config.grpc_port,
+            grpc_host=config.grpc_host,
         )
-        announce(app.state.serving.models.names())
-        if access_log:
+        _announce(config, app.state.serving.models.names(), host, port, workers=1)
+        if config.access_log:
             log_access_to_stderr()
         serve(app, host=host, port=port)
     finally:
         workspace.close()
 
 
-def _announcer(
-    token_env: str | None, host: str, port: int, workers: int, grpc_port: int | None
-) -> Callable[[list[str]], None]:
-    def announce(served: list[str]) -> None:
-        console = err_console()
-        console.print(f"serving {', '.join(served) or 'nothing'}")
-        if token_env is not None:
-            console.print(f"feedback needs a bearer token (from ${token_env})")
-        plural = "s" if workers > 1 else ""
-        grpc = f" and gRPC {host}:{grpc_port}" if grpc_port is not None else ""
-        console.print(
-            f"listening on http://{host}:{port}{grpc}, {workers} worker{plural} (Ctrl-C to stop)"
-        )
-
-    return announce
+def _announce(config: WorkerConfig, served: list[str], host: str, port: int, workers: int) -> None:
+    console = err_console()
+    console.print(f"serving {', '.join(served) or 'nothing'}")
+    if config.token_env is not None:
+        console.print(f"feedback needs a bearer token (from ${config.token_env})")
+    plural = "s" if workers > 1 else ""
+    grpc = f" and gRPC {host}:{config.grpc_port}" if config.grpc_port is not None else ""
+    console.print(
+        f"listening on http://{host}:{port}{grpc}, {workers} worker{plural} (Ctrl-C to stop)"
+    )
 
 
 def _served_names(settings: Settings, names: list[str] | None, budget: int) -> list[str]:
