@@ -211,28 +211,19 @@ def _process(
 def register_conveyor(home: Path, model: Any, frame: pd.DataFrame) -> None:
     """Save ``model`` as a bundle in a workspace at ``home`` and register it as ``bench``."""
     from conveyor.config import load_settings
-    from conveyor.core.materializers import save_artifact
-    from conveyor.modeling.bundle import ModelBundle, save_bundle
+    from conveyor.modeling.bundle import save_bundle
     from conveyor.registry import ModelRegistry
-    from conveyor.store.metadata import NewArtifact
+    from conveyor.registry.recorded_bundle import record_bundle
     from conveyor.store.workspace import Workspace
 
     ws = Workspace.open(load_settings(home=home))
     try:
         folder = home.parent / "bundle"
         save_bundle(folder, model, signature=frame, task="binary")
-        handle = ModelBundle(uri="", path=folder, type_name="ModelBundle", sha256="")
-        stored, type_name, props = save_artifact(ws.artifacts, handle)
-        meta = ws.metadata  # the registry takes bundles that a run produced
-        run = meta.create_run(meta.register_pipeline("train", {}, "bench"), {}, {}, "host", 1)
-        execution = meta.create_executions(run.id, [("train", "train", {})])["train"]
-        made = meta.succeed_execution(
-            execution,
-            {},
-            {"model": NewArtifact(type_name, stored.uri, stored.sha256, stored.size, props)},
+        recorded = record_bundle(ws, folder, "train")  # the registry takes what a run produced
+        ModelRegistry(ws).register(
+            MODEL_NAME, recorded.artifact_id, require_blessing=False, alias="production"
         )
-        registry = ModelRegistry(ws)
-        registry.register(MODEL_NAME, made["model"].id, require_blessing=False, alias="production")
     finally:
         ws.close()
 

@@ -7,10 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from conveyor.core.materializers import save_artifact
-from conveyor.modeling.bundle import ModelBundle, save_bundle
+from conveyor.modeling.bundle import save_bundle
 from conveyor.registry import ModelRegistry
-from conveyor.store.metadata import NewArtifact
+from conveyor.registry.recorded_bundle import record_bundle
 from conveyor.store.workspace import Workspace
 
 
@@ -31,13 +30,8 @@ def register_model(
         The new version number.
     """
     save_bundle(folder, model, signature=features, task=task, preprocessing=preprocessing)
-    handle = ModelBundle(uri="", path=folder, type_name="ModelBundle", sha256="")
-    stored, type_name, props = save_artifact(ws.artifacts, handle)
-    meta = ws.metadata
-    pipeline = meta.register_pipeline(f"train-{folder.name}", {}, folder.name)
-    run = meta.create_run(pipeline, {}, {}, "host", 1)
-    execution = meta.create_executions(run.id, [("train", "train", {})])["train"]
-    artifact = NewArtifact(type_name, stored.uri, stored.sha256, stored.size, props)
-    made = meta.succeed_execution(execution, {}, {"model": artifact})
-    record = ModelRegistry(ws).register(name, made["model"].id, require_blessing=False, alias=alias)
+    recorded = record_bundle(ws, folder, f"train-{folder.name}")
+    record = ModelRegistry(ws).register(
+        name, recorded.artifact_id, require_blessing=False, alias=alias
+    )
     return int(record.version)

@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 
 from conveyor.config import Settings, load_settings
-from conveyor.core.materializers import save_artifact
-from conveyor.modeling.bundle import LoadedBundle, ModelBundle, load_bundle, save_bundle
+from conveyor.modeling.bundle import LoadedBundle, load_bundle, save_bundle
 from conveyor.registry import ModelRegistry
+from conveyor.registry.recorded_bundle import record_bundle
 from conveyor.serving.server_process import free_port
-from conveyor.store.metadata import NewArtifact
 from conveyor.store.workspace import Workspace
 
 __all__ = [
@@ -45,17 +44,8 @@ def store_bundle(ws: Workspace, folder: Path, seed: int = 0) -> tuple[int, Path]
     ).fit(frame)
     model = LogisticRegression().fit(prep.transform(frame), y)
     save_bundle(folder, model, signature=frame, task="binary", preprocessing=prep)
-    handle = ModelBundle(uri="", path=folder, type_name="ModelBundle", sha256="")
-    stored, type_name, props = save_artifact(ws.artifacts, handle)
-    meta = ws.metadata
-    run = meta.create_run(meta.register_pipeline("train", {}, "h"), {}, {}, "host", 1)
-    execution = meta.create_executions(run.id, [("train", "train", {})])["train"]
-    made = meta.succeed_execution(
-        execution,
-        {},
-        {"model": NewArtifact(type_name, stored.uri, stored.sha256, stored.size, props)},
-    )
-    return made["model"].id, Path(stored.uri)
+    recorded = record_bundle(ws, folder, "train")
+    return recorded.artifact_id, Path(recorded.uri)
 
 
 def register_production(ws: Workspace, root: Path) -> Path:

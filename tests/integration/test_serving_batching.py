@@ -24,15 +24,14 @@ import pandas as pd
 import pytest
 
 from conveyor.config import load_settings
-from conveyor.core.materializers import save_artifact
-from conveyor.modeling.bundle import LoadedBundle, ModelBundle, load_bundle, save_bundle
+from conveyor.modeling.bundle import LoadedBundle, load_bundle
 from conveyor.registry import ModelRegistry
 from conveyor.serving.app import create_app
 from conveyor.serving.batching import BatchStats
 from conveyor.serving.prediction_log import tail
 from conveyor.serving.server import BackgroundServer, parse_size
-from conveyor.store.metadata import NewArtifact
 from conveyor.store.workspace import Workspace
+from serving_bundles import register_model
 from serving_support import free_port, register_production
 
 COLUMNS = ["a", "b", "n"]
@@ -47,20 +46,11 @@ def register_numeric(ws: Workspace, folder: Path) -> Path:
         {"a": rng.normal(size=400), "b": rng.normal(size=400), "n": rng.integers(0, 9, 400)}
     )
     y = (frame["a"] - frame["b"] + frame["n"] / 4 + rng.normal(0, 0.5, 400) > 1).astype(int)
-    save_bundle(folder, LogisticRegression().fit(frame, y), signature=frame, task="binary")
-    handle = ModelBundle(uri="", path=folder, type_name="ModelBundle", sha256="")
-    stored, type_name, props = save_artifact(ws.artifacts, handle)
-    meta = ws.metadata
-    run = meta.create_run(meta.register_pipeline("train-numeric", {}, "h"), {}, {}, "host", 1)
-    execution = meta.create_executions(run.id, [("train", "train", {})])["train"]
-    made = meta.succeed_execution(
-        execution,
-        {},
-        {"model": NewArtifact(type_name, stored.uri, stored.sha256, stored.size, props)},
-    )
-    registry = ModelRegistry(ws)
-    registry.register("numeric", made["model"].id, require_blessing=False, alias="production")
-    return Path(registry.load_bundle_path("numeric", "production"))
+    register_model(
+        ws, "numeric", folder, LogisticRegression().fit(frame, y), frame, task="binary",
+        alias="production",
+    )  # fmt: skip
+    return Path(ModelRegistry(ws).load_bundle_path("numeric", "production"))
 
 
 @dataclass

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import stat
 import sys
 import tempfile
@@ -45,11 +44,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.config import Settings
-from conveyor.core.materializers import Materializer, save_artifact
+from conveyor.core.materializers import Materializer
 from conveyor.exceptions import ConveyorError
-from conveyor.modeling.bundle import LoadedBundle, ModelBundle, load_bundle
+from conveyor.modeling.bundle import LoadedBundle, load_bundle
 from conveyor.modeling.bundle_errors import SignatureError
 from conveyor.registry import ModelRegistry
+from conveyor.registry.recorded_bundle import record_bundle
 from conveyor.serving.canary_requests import (
     PROTOCOLS,
     Difference,
@@ -67,8 +67,6 @@ from conveyor.serving.server_process import (
     import_httpx,
     quiet_http_logs,
 )
-from conveyor.store.metadata import NewArtifact
-from conveyor.store.metadata.records import RunStatus
 from conveyor.store.workspace import Workspace
 
 __all__ = [
@@ -221,21 +219,13 @@ def register_candidate(settings: Settings, bundle: Path, name: str) -> int:
     next version of ``name`` under the alias ``candidate``; return the version number."""
     workspace = Workspace.open(settings, recover=False)
     try:
-        handle = ModelBundle(uri="", path=bundle, type_name="ModelBundle", sha256="")
-        stored, type_name, properties = save_artifact(workspace.artifacts, handle)
-        meta = workspace.metadata
-        pipeline = meta.register_pipeline("infra_validate", {}, "infra_validate")
-        run = meta.create_run(pipeline, {}, {}, socket.gethostname(), os.getpid())
-        execution = meta.create_executions(run.id, [("stage", "stage", {})])["stage"]
-        made = NewArtifact(type_name, stored.uri, stored.sha256, stored.size, properties)
-        artifact = meta.succeed_execution(execution, {}, {"model": made})["model"]
-        meta.finish_run(run.id, RunStatus.SUCCEEDED)
+        recorded = record_bundle(workspace, bundle, "infra_validate")
         record = ModelRegistry(workspace).register(
             name,
-            artifact.id,
+            recorded.artifact_id,
             require_blessing=False,
-            run_id=run.id,
-            execution_id=execution,
+            run_id=recorded.run_id,
+            execution_id=recorded.execution_id,
             alias=CANDIDATE_ALIAS,
             reason="infra validation: the candidate, served in a throw-away workspace",
         )
